@@ -1,1 +1,34 @@
-fn main() {}
+//! `klaxon-aggregator`: the command line of the central daemon. The work is in the library.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::Parser;
+
+/// Evaluates rule files against CloudWatch and sends grouped, deduplicated,
+/// rate-limited alerts through SNS.
+#[derive(Debug, Parser)]
+#[command(name = "klaxon-aggregator", version)]
+struct Cli {
+    /// The aggregator's configuration file (TOML).
+    #[arg(long, value_name = "FILE")]
+    config: PathBuf,
+    /// Validate the configuration and its rules and exit: 0 when valid, 1 printing every
+    /// problem as FILE:LINE:COL: message.
+    #[arg(long)]
+    check: bool,
+    /// Log level or filter (tracing's syntax); overrides RUST_LOG.
+    #[arg(long, value_name = "LEVEL")]
+    log_level: Option<String>,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    eprintln!(
+        "klaxon-aggregator: {} with {} (log level {}) is not built yet",
+        if cli.check { "--check" } else { "running" },
+        cli.config.display(),
+        cli.log_level.as_deref().unwrap_or("from RUST_LOG")
+    );
+    ExitCode::FAILURE
+}

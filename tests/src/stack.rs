@@ -215,7 +215,12 @@ impl LocalStack {
     }
 
     /// Injects a fault into the requests to `service`.
-    pub fn inject(&self, service: Service, kind: FaultKind, times: Times) -> Result<(), StackError> {
+    pub fn inject(
+        &self,
+        service: Service,
+        kind: FaultKind,
+        times: Times,
+    ) -> Result<(), StackError> {
         let kind = match kind {
             FaultKind::Throttle => "throttle",
             FaultKind::ServerError => "error",
@@ -244,7 +249,8 @@ impl LocalStack {
     /// A full outage (`true`: the port refuses connections and open ones are cut) or the
     /// recovery from it (`false`: the same port answers again).
     pub fn set_outage(&self, down: bool) -> Result<(), StackError> {
-        self.control(json!({"cmd": "outage", "down": down})).map(drop)
+        self.control(json!({"cmd": "outage", "down": down}))
+            .map(drop)
     }
 
     /// Requests served, rejected by the limit checks, and faults injected so far.
@@ -269,7 +275,10 @@ impl LocalStack {
         if reply["ok"] == json!(true) {
             Ok(reply)
         } else {
-            Err(StackError::Protocol(format!("{command} failed: {}", reply["error"])))
+            Err(StackError::Protocol(format!(
+                "{command} failed: {}",
+                reply["error"]
+            )))
         }
     }
 }
@@ -283,12 +292,17 @@ impl Drop for LocalStack {
     }
 }
 
-fn read_reply(replies: &mut BufReader<ChildStdout>, log_path: &std::path::Path) -> Result<Value, StackError> {
+fn read_reply(
+    replies: &mut BufReader<ChildStdout>,
+    log_path: &std::path::Path,
+) -> Result<Value, StackError> {
     let mut line = String::new();
-    let read = replies.read_line(&mut line).map_err(|source| StackError::Io {
-        what: "reading from the stack".into(),
-        source,
-    })?;
+    let read = replies
+        .read_line(&mut line)
+        .map_err(|source| StackError::Io {
+            what: "reading from the stack".into(),
+            source,
+        })?;
     if read == 0 {
         let log = std::fs::read_to_string(log_path).unwrap_or_default();
         return Err(StackError::Exited { log });

@@ -394,14 +394,19 @@ class FrontHandler(BaseHTTPRequestHandler):
 
     def reply_error(self, service, status, code, message):
         """An error in the protocol the caller speaks."""
+        side = "Sender" if status < 500 else "Receiver"
         if self.path.startswith(CBOR_PREFIX):
-            headers = {"Content-Type": "application/cbor", "smithy-protocol": "rpc-v2-cbor"}
+            # CloudWatch is query-compatible: the SDK takes the code from this header.
+            headers = {
+                "Content-Type": "application/cbor",
+                "smithy-protocol": "rpc-v2-cbor",
+                "x-amzn-query-error": f"{code};{side}",
+            }
             self.reply(status, headers, cbor_error(code, message))
         elif self.headers.get("X-Amz-Target"):
             headers = {"Content-Type": "application/x-amz-json-1.1", "x-amzn-ErrorType": code}
             self.reply(status, headers, json.dumps({"__type": code, "message": message}).encode())
         else:
-            side = "Sender" if status < 500 else "Receiver"
             xml = (
                 f"<ErrorResponse><Error><Type>{side}</Type><Code>{code}</Code>"
                 f"<Message>{message}</Message></Error><RequestId>klaxon-stack</RequestId></ErrorResponse>"

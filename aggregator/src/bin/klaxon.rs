@@ -1,1 +1,172 @@
-fn main() {}
+//! `klaxon`: the command line for operators and auditors.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+/// Check and test rules, silence and list alerts, query and verify shipped logs.
+#[derive(Debug, Parser)]
+#[command(name = "klaxon", version)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Check, test and backtest rule files.
+    #[command(subcommand)]
+    Rules(RulesCommand),
+    /// List the active alerts.
+    Alerts {
+        #[command(flatten)]
+        config: ConfigArg,
+        #[arg(long, value_enum, default_value_t = Format::Text)]
+        format: Format,
+    },
+    /// Add, list and expire silences.
+    #[command(subcommand)]
+    Silence(SilenceCommand),
+    /// Query and verify logs shipped to CloudWatch Logs.
+    #[command(subcommand)]
+    Logs(LogsCommand),
+    /// Install the CloudWatch alarm that pages when the aggregator itself stops.
+    #[command(subcommand)]
+    Watchdog(WatchdogCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum RulesCommand {
+    /// Validate rule files: every problem as FILE:LINE:COL with the rule name.
+    Check {
+        /// Rule files or folders of *.toml.
+        #[arg(required = true, value_name = "PATH")]
+        paths: Vec<PathBuf>,
+    },
+    /// Run the rule unit tests found beside the rules.
+    Test {
+        /// Rule test files or folders.
+        #[arg(required = true, value_name = "PATH")]
+        paths: Vec<PathBuf>,
+    },
+    /// Replay rules over CloudWatch history and report when they would have fired.
+    Backtest {
+        #[command(flatten)]
+        config: ConfigArg,
+        /// Only this rule.
+        #[arg(long)]
+        rule: Option<String>,
+        /// How far back to replay (humantime, e.g. 7d).
+        #[arg(long, value_parser = humantime::parse_duration)]
+        since: std::time::Duration,
+        #[arg(long, value_enum, default_value_t = Format::Text)]
+        format: Format,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum SilenceCommand {
+    /// Silence the alerts matching every matcher for a while.
+    Add {
+        #[command(flatten)]
+        config: ConfigArg,
+        /// Matchers: `label=value` or `label=~regex`, comma-separated or repeated.
+        #[arg(long = "match", required = true, value_delimiter = ',')]
+        matchers: Vec<String>,
+        /// How long the silence lasts (humantime, e.g. 2h).
+        #[arg(long, value_parser = humantime::parse_duration)]
+        duration: std::time::Duration,
+        /// Why: shown with the silence.
+        #[arg(long)]
+        comment: String,
+    },
+    /// List the silences.
+    List {
+        #[command(flatten)]
+        config: ConfigArg,
+        #[arg(long, value_enum, default_value_t = Format::Text)]
+        format: Format,
+    },
+    /// End a silence now.
+    Expire {
+        #[command(flatten)]
+        config: ConfigArg,
+        /// The silence's id, as `silence list` shows it.
+        id: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum LogsCommand {
+    /// Print the events of a log group in time order, streaming every page.
+    Query {
+        #[command(flatten)]
+        range: LogRange,
+        /// A CloudWatch Logs filter pattern.
+        #[arg(long)]
+        filter: Option<String>,
+        /// At most this many events.
+        #[arg(long)]
+        limit: Option<u64>,
+        #[arg(long, value_enum, default_value_t = Format::Text)]
+        format: Format,
+    },
+    /// Check shipped events against the agent's manifests: missing, altered, extra.
+    Verify {
+        #[command(flatten)]
+        range: LogRange,
+        #[arg(long, value_enum, default_value_t = Format::Text)]
+        format: Format,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum WatchdogCommand {
+    /// Create the alarm on klaxon_aggregator_heartbeat (missing data breaches).
+    Install {
+        #[command(flatten)]
+        config: ConfigArg,
+        /// The SNS topic the alarm pages.
+        #[arg(long)]
+        topic: String,
+    },
+}
+
+#[derive(Debug, Args)]
+struct ConfigArg {
+    /// The aggregator's configuration file.
+    #[arg(long, value_name = "FILE")]
+    config: PathBuf,
+}
+
+#[derive(Debug, Args)]
+struct LogRange {
+    /// The log group.
+    #[arg(long)]
+    group: String,
+    /// Only this stream.
+    #[arg(long)]
+    stream: Option<String>,
+    /// From this time: RFC 3339, or a duration meaning that long ago (2h).
+    #[arg(long)]
+    start: Option<String>,
+    /// Up to this time: RFC 3339, or a duration meaning that long ago.
+    #[arg(long)]
+    end: Option<String>,
+}
+
+/// How results are printed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Format {
+    Text,
+    Json,
+    Jsonl,
+    Csv,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    eprintln!("klaxon: {:?} is not built yet", cli.command);
+    ExitCode::FAILURE
+}

@@ -1,7 +1,8 @@
 //! End-to-end tests on the local AWS stack: one binary, a module per theme, so the
 //! slow build links once and `cargo test` runs everything in one invocation.
 
-// mod stack_faults;
-// mod stack_limits;
+mod demo;
+mod stack_faults;
+mod stack_limits;
 mod stack_services;
 mod support;

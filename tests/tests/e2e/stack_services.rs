@@ -8,6 +8,7 @@ use aws_sdk_cloudwatch::types::{
 };
 use aws_sdk_cloudwatchlogs::types::InputLogEvent;
 use aws_sdk_sns::types::MessageAttributeValue;
+use klaxon_tests::inbox::Inbox;
 
 use crate::support::{now_secs, stack};
 
@@ -23,7 +24,13 @@ fn stat_query(id: &str, instance_id: &str, stat: &str) -> MetricDataQuery {
         .build();
     MetricDataQuery::builder()
         .id(id)
-        .metric_stat(MetricStat::builder().metric(metric).period(60).stat(stat).build())
+        .metric_stat(
+            MetricStat::builder()
+                .metric(metric)
+                .period(60)
+                .stat(stat)
+                .build(),
+        )
         .build()
 }
 
@@ -100,7 +107,11 @@ async fn metrics_with_values_and_counts_read_back_through_the_cbor_front() {
 async fn log_events_read_back_with_get_and_filter() {
     let (_stack, config) = stack().await;
     let logs = aws_sdk_cloudwatchlogs::Client::new(&config);
-    logs.create_log_group().log_group_name("/web/app").send().await.expect("CreateLogGroup");
+    logs.create_log_group()
+        .log_group_name("/web/app")
+        .send()
+        .await
+        .expect("CreateLogGroup");
     logs.create_log_stream()
         .log_group_name("/web/app")
         .log_stream_name("i-01")
@@ -108,10 +119,20 @@ async fn log_events_read_back_with_get_and_filter() {
         .await
         .expect("CreateLogStream");
     let start_ms = now_secs() * 1000;
-    let lines = ["GET /cart 200", "ERROR checkout failed: card declined", "GET /health 200"];
-    let mut request = logs.put_log_events().log_group_name("/web/app").log_stream_name("i-01");
+    let lines = [
+        "GET /cart 200",
+        "ERROR checkout failed: card declined",
+        "GET /health 200",
+    ];
+    let mut request = logs
+        .put_log_events()
+        .log_group_name("/web/app")
+        .log_stream_name("i-01");
     for (offset, line) in (0..).zip(lines) {
-        let event = InputLogEvent::builder().timestamp(start_ms + offset).message(line).build();
+        let event = InputLogEvent::builder()
+            .timestamp(start_ms + offset)
+            .message(line)
+            .build();
         request = request.log_events(event.expect("event"));
     }
     request.send().await.expect("PutLogEvents");
@@ -134,7 +155,11 @@ async fn log_events_read_back_with_get_and_filter() {
         .send()
         .await
         .expect("FilterLogEvents");
-    let matches: Vec<_> = filtered.events().iter().filter_map(|e| e.message()).collect();
+    let matches: Vec<_> = filtered
+        .events()
+        .iter()
+        .filter_map(|e| e.message())
+        .collect();
     assert_eq!(matches, ["ERROR checkout failed: card declined"]);
     assert_eq!(filtered.events()[0].log_stream_name(), Some("i-01"));
 }
@@ -143,30 +168,7 @@ async fn log_events_read_back_with_get_and_filter() {
 async fn sns_json_messages_with_attributes_reach_a_subscribed_queue() {
     let (_stack, config) = stack().await;
     let sns = aws_sdk_sns::Client::new(&config);
-    let sqs = aws_sdk_sqs::Client::new(&config);
-    let topic = sns.create_topic().name("oncall").send().await.expect("CreateTopic");
-    let topic_arn = topic.topic_arn().expect("topic arn");
-    let queue = sqs.create_queue().queue_name("inbox").send().await.expect("CreateQueue");
-    let queue_url = queue.queue_url().expect("queue url");
-    let attributes = sqs
-        .get_queue_attributes()
-        .queue_url(queue_url)
-        .attribute_names(aws_sdk_sqs::types::QueueAttributeName::QueueArn)
-        .send()
-        .await
-        .expect("GetQueueAttributes");
-    let queue_arn = attributes
-        .attributes()
-        .and_then(|a| a.get(&aws_sdk_sqs::types::QueueAttributeName::QueueArn))
-        .expect("queue arn");
-    sns.subscribe()
-        .topic_arn(topic_arn)
-        .protocol("sqs")
-        .endpoint(queue_arn)
-        .send()
-        .await
-        .expect("Subscribe");
-
+    let inbox = Inbox::create(&config, "oncall").await.expect("inbox");
     let body = serde_json::json!({
         "default": "HighCpu firing on i-01",
         "sqs": "HighCpu firing on i-01 (queue body)",
@@ -181,7 +183,7 @@ async fn sns_json_messages_with_attributes_reach_a_subscribed_queue() {
             .expect("attribute")
     };
     sns.publish()
-        .topic_arn(topic_arn)
+        .topic_arn(&inbox.topic_arn)
         .message_structure("json")
         .message(body.to_string())
         .subject("[FIRING] HighCpu")
@@ -192,23 +194,29 @@ async fn sns_json_messages_with_attributes_reach_a_subscribed_queue() {
         .await
         .expect("Publish");
 
-    let received = sqs
-        .receive_message()
-        .queue_url(queue_url)
-        .max_number_of_messages(10)
-        .send()
-        .await
-        .expect("ReceiveMessage");
-    let messages = received.messages();
-    assert_eq!(messages.len(), 1);
-    let envelope: serde_json::Value =
-        serde_json::from_str(messages[0].body().expect("body")).expect("SNS envelope is JSON");
-    assert_eq!(envelope["Message"], "HighCpu firing on i-01 (queue body)");
-    assert_eq!(envelope["Subject"], "[FIRING] HighCpu");
-    assert_eq!(envelope["TopicArn"], topic_arn);
-    assert_eq!(envelope["MessageAttributes"]["severity"]["Value"], "critical");
-    assert_eq!(envelope["MessageAttributes"]["status"]["Value"], "firing");
-    assert_eq!(envelope["MessageAttributes"]["rule"]["Value"], "HighCpu");
+    let notifications = inbox.receive().await.expect("receive");
+    assert_eq!(notifications.len(), 1);
+    let got = &notifications[0];
+    assert_eq!(got.message, "HighCpu firing on i-01 (queue body)");
+    assert_eq!(got.subject.as_deref(), Some("[FIRING] HighCpu"));
+    assert_eq!(got.topic_arn, inbox.topic_arn);
+    let attributes: Vec<_> = got
+        .message_attributes
+        .iter()
+        .map(|(name, a)| (name.as_str(), a.data_type.as_str(), a.value.as_str()))
+        .collect();
+    assert_eq!(
+        attributes,
+        [
+            ("rule", "String", "HighCpu"),
+            ("severity", "String", "critical"),
+            ("status", "String", "firing")
+        ]
+    );
+    assert!(
+        inbox.receive().await.expect("receive").is_empty(),
+        "delivered once"
+    );
 }
 
 #[tokio::test]
@@ -218,7 +226,11 @@ async fn imds_v2_answers_the_sdk_client_configured_from_the_environment() {
     probe.arg("probe-imds");
     stack.configure(&mut probe);
     let output = probe.output().expect("run klaxon-stack probe-imds");
-    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
     assert_eq!(String::from_utf8_lossy(&output.stdout).trim(), "i-fake");
     let stats = stack.stats().expect("stats");
     assert_eq!(stats.requests_for("imds./latest/api/token"), 1, "{stats:?}");
