@@ -1,0 +1,6 @@
+//! Following log files: which files, read from where, framed into which events.
+//! **Invariant:** nothing here knows AWS; events leave through the caller.
+
+pub mod reader;
+pub mod split;
+pub mod timestamp;
