@@ -106,10 +106,7 @@ pub struct LogSource {
     #[serde(default = "default_multiline_timeout", deserialize_with = "duration")]
     pub multiline_timeout: Duration,
     /// A last line without its newline waits this long before it is sent as it is.
-    #[serde(
-        default = "default_partial_line_timeout",
-        deserialize_with = "duration"
-    )]
+    #[serde(default = "default_partial_line_timeout", deserialize_with = "duration")]
     pub partial_line_timeout: Duration,
     /// A regex whose first capture group (else whole match) is the event's time.
     pub timestamp_regex: Option<Spanned<String>>,
@@ -200,28 +197,30 @@ impl ValidConfig {
     /// Reads and checks `file`; every problem found is returned at once.
     pub fn load(file: &Path) -> Result<ValidConfig, Problems> {
         let source = std::fs::read_to_string(file).map_err(|error| {
-            Problems(vec![Problem::whole_file(
-                file,
-                format!("cannot read: {error}"),
-            )])
+            Problems(vec![Problem::whole_file(file, format!("cannot read: {error}"))])
         })?;
         Self::parse(file, &source)
     }
 
+    /// Like [`ValidConfig::load`], and also reports the files the globs match that this
+    /// user cannot read: the preflight for running as a non-root user (`--check`).
+    pub fn check(file: &Path) -> Result<ValidConfig, Problems> {
+        let source = std::fs::read_to_string(file).map_err(|error| {
+            Problems(vec![Problem::whole_file(file, format!("cannot read: {error}"))])
+        })?;
+        Self::parse_with(file, &source, AccessCheck::Files)
+    }
+
     /// Parses and checks `source`, the text of `file`.
     pub fn parse(file: &Path, source: &str) -> Result<ValidConfig, Problems> {
+        Self::parse_with(file, source, AccessCheck::None)
+    }
+
+    fn parse_with(file: &Path, source: &str, access: AccessCheck) -> Result<ValidConfig, Problems> {
         let raw: AgentConfig = toml::from_str(source)
             .map_err(|error| Problems(vec![Problem::from_toml(file, source, &error)]))?;
-        let mut checker = Checker {
-            file,
-            source,
-            problems: Vec::new(),
-        };
-        let logs: Vec<_> = raw
-            .logs
-            .iter()
-            .map(|log| checker.log_source(log, &raw))
-            .collect();
+        let mut checker = Checker { file, source, access, problems: Vec::new() };
+        let logs: Vec<_> = raw.logs.iter().map(|log| checker.log_source(log, &raw)).collect();
         checker.check(
             *raw.max_open_files.get_ref() >= 1,
             raw.max_open_files.span(),
@@ -244,18 +243,25 @@ impl ValidConfig {
     }
 }
 
+/// Whether checking opens the files the globs match.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum AccessCheck {
+    None,
+    Files,
+}
+
 /// Collects problems with their positions while checking the raw configuration.
 struct Checker<'a> {
     file: &'a Path,
     source: &'a str,
+    access: AccessCheck,
     problems: Vec<Problem>,
 }
 
 impl Checker<'_> {
     fn check(&mut self, ok: bool, span: std::ops::Range<usize>, message: impl Into<String>) {
         if !ok {
-            self.problems
-                .push(Problem::at(self.file, self.source, span, message));
+            self.problems.push(Problem::at(self.file, self.source, span, message));
         }
     }
 
@@ -274,11 +280,7 @@ impl Checker<'_> {
         match glob::Pattern::new(pattern.get_ref()) {
             Ok(glob) => Some(glob),
             Err(error) => {
-                self.check(
-                    false,
-                    pattern.span(),
-                    format!("{key}: invalid glob: {error}"),
-                );
+                self.check(false, pattern.span(), format!("{key}: invalid glob: {error}"));
                 None
             }
         }
@@ -292,37 +294,28 @@ impl Checker<'_> {
             log.path.span(),
             format!("path {path:?} is not absolute"),
         );
-        self.glob(&log.path, "path");
-        let exclude = log
-            .exclude
-            .iter()
-            .filter_map(|e| self.glob(e, "exclude"))
-            .collect();
+        if self.glob(&log.path, "path").is_some() && self.access == AccessCheck::Files {
+            self.readable(&log.path);
+        }
+        let exclude = log.exclude.iter().filter_map(|e| self.glob(e, "exclude")).collect();
         let group = log.group.get_ref();
         let group_ok = !group.is_empty()
             && group.len() <= 512
-            && group
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || "._-/#".contains(c));
+            && group.chars().all(|c| c.is_ascii_alphanumeric() || "._-/#".contains(c));
         self.check(
             group_ok,
             log.group.span(),
             format!("group {group:?} is not a CloudWatch Logs group name (1-512 of A-Z a-z 0-9 . _ - / #)"),
         );
         self.stream_template(&log.stream);
-        let multiline_start = log
-            .multiline_start
-            .as_ref()
-            .and_then(|r| self.regex(r, "multiline_start"));
+        let multiline_start =
+            log.multiline_start.as_ref().and_then(|r| self.regex(r, "multiline_start"));
         let timestamp = self.timestamp(log);
         if let Some(days) = &log.retention_days {
             self.check(
                 RETENTION_DAYS.contains(days.get_ref()),
                 days.span(),
-                format!(
-                    "retention_days {} is not one of {RETENTION_DAYS:?}",
-                    days.get_ref()
-                ),
+                format!("retention_days {} is not one of {RETENTION_DAYS:?}", days.get_ref()),
             );
         }
         let max_event_bytes = *log.max_event_bytes.get_ref();
@@ -350,6 +343,21 @@ impl Checker<'_> {
             retention_days: log.retention_days.as_ref().map(|d| *d.get_ref()),
             max_event_bytes,
         })
+    }
+
+    /// Every file the glob matches can be opened by this user.
+    fn readable(&mut self, pattern: &Spanned<String>) {
+        let Ok(paths) = glob::glob(pattern.get_ref()) else { return };
+        for entry in paths {
+            let problem = match entry {
+                Ok(path) => match can_read(&path) {
+                    Ok(()) => continue,
+                    Err(error) => format!("cannot read {}: {error}", path.display()),
+                },
+                Err(error) => format!("cannot read {}: {}", error.path().display(), error.error()),
+            };
+            self.check(false, pattern.span(), problem);
+        }
     }
 
     fn stream_template(&mut self, stream: &Spanned<String>) {
@@ -382,21 +390,20 @@ impl Checker<'_> {
             (None, None) => None,
             (Some(regex), Some(format)) => {
                 let regex = self.regex(regex, "timestamp_regex")?;
-                Some(TimestampParser {
-                    regex,
-                    format: format.get_ref().clone(),
-                })
+                Some(TimestampParser { regex, format: format.get_ref().clone() })
             }
             (Some(only), None) | (None, Some(only)) => {
-                self.check(
-                    false,
-                    only.span(),
-                    "timestamp_regex and timestamp_format go together",
-                );
+                self.check(false, only.span(), "timestamp_regex and timestamp_format go together");
                 None
             }
         }
     }
+}
+
+/// Opens `path` and reads a byte, as the agent will.
+fn can_read(path: &Path) -> std::io::Result<()> {
+    use std::io::Read;
+    std::fs::File::open(path)?.read(&mut [0u8; 1]).map(drop)
 }
 
 #[cfg(test)]
@@ -445,10 +452,26 @@ stream = "{instance_id}"
         );
         let bad = problems("[metrics]\nflush_interval = \"soon\"\n");
         assert_eq!(bad.len(), 1);
-        assert!(
-            bad[0].starts_with("agent.toml:2:18: invalid duration \"soon\""),
-            "{bad:?}"
-        );
+        assert!(bad[0].starts_with("agent.toml:2:18: invalid duration \"soon\""), "{bad:?}");
+    }
+
+    #[test]
+    fn the_access_check_names_each_unreadable_file() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        std::fs::write(dir.path().join("ok.log"), "x").expect("write");
+        std::fs::create_dir(dir.path().join("locked.log"))
+            .expect("a folder cannot be read as a file");
+        let source =
+            format!("[[logs]]\npath = \"{}/*.log\"\ngroup = \"g\"\n", dir.path().display());
+        let file = Path::new("agent.toml");
+        assert!(ValidConfig::parse_with(file, &source, AccessCheck::None).is_ok());
+        let Err(Problems(found)) = ValidConfig::parse_with(file, &source, AccessCheck::Files)
+        else {
+            panic!("the folder matched by the glob cannot be read as a log file");
+        };
+        assert_eq!(found.len(), 1, "{found:?}");
+        assert_eq!((found[0].line, found[0].column), (2, 8));
+        assert!(found[0].message.contains("locked.log"), "{}", found[0].message);
     }
 
     #[test]
@@ -479,10 +502,7 @@ max_event_bytes = 2000000
         ];
         assert_eq!(found.len(), expected_prefixes.len(), "{found:#?}");
         for (got, prefix) in found.iter().zip(expected_prefixes) {
-            assert!(
-                got.starts_with(prefix),
-                "{got:?} should start with {prefix:?}"
-            );
+            assert!(got.starts_with(prefix), "{got:?} should start with {prefix:?}");
         }
     }
 }

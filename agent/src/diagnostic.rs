@@ -23,22 +23,12 @@ impl Problem {
         let line = before.matches('\n').count() + 1;
         let line_start = before.rfind('\n').map_or(0, |i| i + 1);
         let column = before[line_start..].chars().count() + 1;
-        Problem {
-            file: file.to_owned(),
-            line,
-            column,
-            message: message.into(),
-        }
+        Problem { file: file.to_owned(), line, column, message: message.into() }
     }
 
     /// A problem with the file as a whole (it cannot be read, say): line 1, column 1.
     pub fn whole_file(file: &Path, message: impl Into<String>) -> Self {
-        Problem {
-            file: file.to_owned(),
-            line: 1,
-            column: 1,
-            message: message.into(),
-        }
+        Problem { file: file.to_owned(), line: 1, column: 1, message: message.into() }
     }
 
     /// A TOML syntax or type error, where the parser located it.
@@ -50,14 +40,7 @@ impl Problem {
 
 impl fmt::Display for Problem {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "{}:{}:{}: {}",
-            self.file.display(),
-            self.line,
-            self.column,
-            self.message
-        )
+        write!(f, "{}:{}:{}: {}", self.file.display(), self.line, self.column, self.message)
     }
 }
 

@@ -2,10 +2,20 @@
 //! them to CloudWatch Logs and CloudWatch metrics without losing a line.
 //!
 //! # Layout
-//! - [`config`]: the configuration file and its checks.
-//! - [`tail`]: files to events (framing, rotation, checkpoint positions). No AWS here.
-//! - [`diagnostic`]: problems located as FILE:LINE:COL.
+//! - [`config`]: the configuration file and its checks; [`diagnostic`]: FILE:LINE:COL.
+//! - [`tail`]: files to events (framing, rotation, checkpoints). No AWS SDK here.
+//! - [`ship`]: events to CloudWatch Logs (batches, retries, acknowledgements). No files here.
+//! - [`budget`]: the memory budget between the two; [`stats`]: the agent's counters.
+//! - [`pipeline`]: wires them together and runs until told to stop.
+//! - [`instance`]: the instance id (override, IMDSv2, hostname); [`status`]: `--status`.
 
+pub mod budget;
 pub mod config;
 pub mod diagnostic;
+pub mod instance;
+pub mod pipeline;
+pub mod ship;
+pub mod stats;
+pub mod status;
 pub mod tail;
+pub mod warn_limit;

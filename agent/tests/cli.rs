@@ -3,10 +3,7 @@
 use std::process::Command;
 
 fn agent(args: &[&str]) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_klaxon-agent"))
-        .args(args)
-        .output()
-        .expect("run klaxon-agent")
+    Command::new(env!("CARGO_BIN_EXE_klaxon-agent")).args(args).output().expect("run klaxon-agent")
 }
 
 #[test]
@@ -14,13 +11,7 @@ fn help_lists_every_option() {
     let output = agent(&["--help"]);
     assert!(output.status.success());
     let help = String::from_utf8_lossy(&output.stdout);
-    for option in [
-        "--config <FILE>",
-        "--check",
-        "--status",
-        "--cost",
-        "--log-level",
-    ] {
+    for option in ["--config <FILE>", "--check", "--status", "--cost", "--log-level"] {
         assert!(help.contains(option), "{option} missing from:\n{help}");
     }
 }
@@ -36,14 +27,6 @@ fn version_names_the_binary_and_the_crate_version() {
 #[test]
 fn a_missing_config_or_an_unknown_flag_is_a_usage_error() {
     assert_eq!(agent(&[]).status.code(), Some(2));
-    assert_eq!(
-        agent(&["--config", "a.toml", "--bogus"]).status.code(),
-        Some(2)
-    );
-    assert_eq!(
-        agent(&["--config", "a.toml", "--check", "--status"])
-            .status
-            .code(),
-        Some(2)
-    );
+    assert_eq!(agent(&["--config", "a.toml", "--bogus"]).status.code(), Some(2));
+    assert_eq!(agent(&["--config", "a.toml", "--check", "--status"]).status.code(), Some(2));
 }

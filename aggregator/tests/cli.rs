@@ -3,10 +3,7 @@
 use std::process::{Command, Output};
 
 fn run(binary: &str, args: &[&str]) -> Output {
-    Command::new(binary)
-        .args(args)
-        .output()
-        .expect("run the binary")
+    Command::new(binary).args(args).output().expect("run the binary")
 }
 
 const KLAXON: &str = env!("CARGO_BIN_EXE_klaxon");
@@ -42,16 +39,10 @@ fn every_documented_subcommand_has_help() {
         let output = run(KLAXON, &args);
         assert!(output.status.success(), "{words:?}");
         let help = String::from_utf8_lossy(&output.stdout);
-        assert!(
-            help.contains(&format!("Usage: klaxon {}", words.join(" "))),
-            "{help}"
-        );
+        assert!(help.contains(&format!("Usage: klaxon {}", words.join(" "))), "{help}");
     }
     let help = String::from_utf8_lossy(&run(AGGREGATOR, &["--help"]).stdout).into_owned();
-    assert!(
-        help.contains("--config <FILE>") && help.contains("--check"),
-        "{help}"
-    );
+    assert!(help.contains("--config <FILE>") && help.contains("--check"), "{help}");
 }
 
 #[test]
@@ -59,12 +50,7 @@ fn usage_errors_exit_2() {
     assert_eq!(run(KLAXON, &[]).status.code(), Some(2));
     assert_eq!(run(KLAXON, &["rules", "check"]).status.code(), Some(2));
     assert_eq!(
-        run(
-            KLAXON,
-            &["logs", "query", "--group", "g", "--format", "xml"]
-        )
-        .status
-        .code(),
+        run(KLAXON, &["logs", "query", "--group", "g", "--format", "xml"]).status.code(),
         Some(2)
     );
     assert_eq!(

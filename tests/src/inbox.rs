@@ -41,11 +41,7 @@ impl Inbox {
         let sqs = aws_sdk_sqs::Client::new(config);
         let topic = sns.create_topic().name(name).send().await?;
         let topic_arn = topic.topic_arn().unwrap_or_default().to_owned();
-        let queue = sqs
-            .create_queue()
-            .queue_name(format!("{name}-inbox"))
-            .send()
-            .await?;
+        let queue = sqs.create_queue().queue_name(format!("{name}-inbox")).send().await?;
         let queue_url = queue.queue_url().unwrap_or_default().to_owned();
         let attributes = sqs
             .get_queue_attributes()
@@ -57,17 +53,8 @@ impl Inbox {
             .attributes()
             .and_then(|a| a.get(&QueueAttributeName::QueueArn))
             .ok_or_else(|| anyhow::anyhow!("queue {queue_url} has no ARN"))?;
-        sns.subscribe()
-            .topic_arn(&topic_arn)
-            .protocol("sqs")
-            .endpoint(queue_arn)
-            .send()
-            .await?;
-        Ok(Inbox {
-            topic_arn,
-            queue_url,
-            sqs,
-        })
+        sns.subscribe().topic_arn(&topic_arn).protocol("sqs").endpoint(queue_arn).send().await?;
+        Ok(Inbox { topic_arn, queue_url, sqs })
     }
 
     /// The notifications waiting in the queue (up to 10), removed from it.

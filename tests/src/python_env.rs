@@ -78,10 +78,9 @@ fn build_venv(venv: &Path) -> Result<(), StackError> {
 
 fn run(command: &mut Command) -> Result<(), StackError> {
     let shown = format!("{command:?}");
-    let output = command.output().map_err(|source| StackError::Io {
-        what: format!("running {shown}"),
-        source,
-    })?;
+    let output = command
+        .output()
+        .map_err(|source| StackError::Io { what: format!("running {shown}"), source })?;
     if output.status.success() {
         Ok(())
     } else {

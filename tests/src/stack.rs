@@ -237,8 +237,7 @@ impl LocalStack {
     /// Delays every request to `service` by `delay`.
     pub fn set_latency(&self, service: Service, delay: Duration) -> Result<(), StackError> {
         let ms = u64::try_from(delay.as_millis()).unwrap_or(u64::MAX);
-        self.control(json!({"cmd": "latency", "service": service.wire_name(), "ms": ms}))
-            .map(drop)
+        self.control(json!({"cmd": "latency", "service": service.wire_name(), "ms": ms})).map(drop)
     }
 
     /// Removes every fault and latency.
@@ -249,8 +248,7 @@ impl LocalStack {
     /// A full outage (`true`: the port refuses connections and open ones are cut) or the
     /// recovery from it (`false`: the same port answers again).
     pub fn set_outage(&self, down: bool) -> Result<(), StackError> {
-        self.control(json!({"cmd": "outage", "down": down}))
-            .map(drop)
+        self.control(json!({"cmd": "outage", "down": down})).map(drop)
     }
 
     /// Requests served, rejected by the limit checks, and faults injected so far.
@@ -267,18 +265,12 @@ impl LocalStack {
             .map_err(|_| StackError::Protocol("control pipe poisoned".into()))?;
         writeln!(pipe.commands, "{command}")
             .and_then(|()| pipe.commands.flush())
-            .map_err(|source| StackError::Io {
-                what: "writing to the stack".into(),
-                source,
-            })?;
+            .map_err(|source| StackError::Io { what: "writing to the stack".into(), source })?;
         let reply = read_reply(&mut pipe.replies, &self.log_path)?;
         if reply["ok"] == json!(true) {
             Ok(reply)
         } else {
-            Err(StackError::Protocol(format!(
-                "{command} failed: {}",
-                reply["error"]
-            )))
+            Err(StackError::Protocol(format!("{command} failed: {}", reply["error"])))
         }
     }
 }
@@ -299,10 +291,7 @@ fn read_reply(
     let mut line = String::new();
     let read = replies
         .read_line(&mut line)
-        .map_err(|source| StackError::Io {
-            what: "reading from the stack".into(),
-            source,
-        })?;
+        .map_err(|source| StackError::Io { what: "reading from the stack".into(), source })?;
     if read == 0 {
         let log = std::fs::read_to_string(log_path).unwrap_or_default();
         return Err(StackError::Exited { log });

@@ -1,6 +1,9 @@
 //! Following log files: which files, read from where, framed into which events.
 //! **Invariant:** nothing here knows AWS; events leave through the caller.
 
+pub mod checkpoint;
+pub mod identity;
 pub mod reader;
+pub mod server;
 pub mod split;
 pub mod timestamp;

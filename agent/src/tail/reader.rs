@@ -31,10 +31,7 @@ pub struct Position {
 
 impl Position {
     pub fn at(offset: u64) -> Self {
-        Position {
-            offset,
-            parts_done: 0,
-        }
+        Position { offset, parts_done: 0 }
     }
 }
 
@@ -233,11 +230,7 @@ impl LineReader {
             let timestamp_ms = clock.stamp(&String::from_utf8_lossy(line));
             for (index, message) in texts.drain(..).enumerate().skip(skip) {
                 let position = part_position(line_start, index + 1, count, after);
-                out.push(TailEvent {
-                    timestamp_ms,
-                    message,
-                    position,
-                });
+                out.push(TailEvent { timestamp_ms, message, position });
             }
             return;
         }
@@ -256,20 +249,12 @@ impl LineReader {
             (Some(_), _) => {
                 self.flush_pending(out);
                 let timestamp_ms = clock.stamp(&text);
-                self.pending = Some(PendingEvent {
-                    timestamp_ms,
-                    text,
-                    position: after,
-                    last_line_at: now,
-                });
+                self.pending =
+                    Some(PendingEvent { timestamp_ms, text, position: after, last_line_at: now });
             }
             (None, _) => {
                 let timestamp_ms = clock.stamp(&text);
-                out.push(TailEvent {
-                    timestamp_ms,
-                    message: text,
-                    position: after,
-                });
+                out.push(TailEvent { timestamp_ms, message: text, position: after });
             }
         }
     }
@@ -339,13 +324,7 @@ impl LineReader {
         let head_len = file.read_at(&mut head, self.offset)?;
         let timestamp_ms = clock.stamp(&String::from_utf8_lossy(&head[..head_len]));
         let next_part = std::mem::take(&mut self.skip_parts) as usize;
-        self.long_line = Some(LongLine {
-            end,
-            after,
-            count,
-            next_part,
-            timestamp_ms,
-        });
+        self.long_line = Some(LongLine { end, after, count, next_part, timestamp_ms });
         self.long_line_scanned = None;
         self.buffer.clear();
         Ok(())
@@ -372,25 +351,19 @@ impl LineReader {
         let total = u32::try_from(line.count).unwrap_or(u32::MAX);
         let mut index = 0usize;
         let mut emitted = 0usize;
-        stream_range(
-            file,
-            self.offset,
-            line.end,
-            self.piece_bytes(),
-            &mut |piece| {
-                if (first..last).contains(&index) {
-                    let number = u32::try_from(index + 1).unwrap_or(u32::MAX);
-                    out.push(TailEvent {
-                        timestamp_ms: line.timestamp_ms,
-                        message: format!("{}{piece}", part_marker(number, total)),
-                        position: part_position(self.offset, index + 1, line.count, line.after),
-                    });
-                    emitted += piece.len();
-                }
-                index += 1;
-                index < last
-            },
-        )?;
+        stream_range(file, self.offset, line.end, self.piece_bytes(), &mut |piece| {
+            if (first..last).contains(&index) {
+                let number = u32::try_from(index + 1).unwrap_or(u32::MAX);
+                out.push(TailEvent {
+                    timestamp_ms: line.timestamp_ms,
+                    message: format!("{}{piece}", part_marker(number, total)),
+                    position: part_position(self.offset, index + 1, line.count, line.after),
+                });
+                emitted += piece.len();
+            }
+            index += 1;
+            index < last
+        })?;
         line.next_part = last;
         if last >= line.count {
             self.offset = line.after.offset;
@@ -473,11 +446,7 @@ impl LineReader {
         if !text.is_empty() {
             let timestamp_ms = clock.stamp(&text);
             let end = self.offset + line.len() as u64;
-            out.push(TailEvent {
-                timestamp_ms,
-                message: text,
-                position: Position::at(end),
-            });
+            out.push(TailEvent { timestamp_ms, message: text, position: Position::at(end) });
         }
         *self = LineReader::new(self.framing.clone(), Position::at(0));
     }
@@ -492,10 +461,7 @@ fn part_position(line_start: u64, index: usize, count: usize, after: Position) -
     if index == count {
         after
     } else {
-        Position {
-            offset: line_start,
-            parts_done: u32::try_from(index).unwrap_or(u32::MAX),
-        }
+        Position { offset: line_start, parts_done: u32::try_from(index).unwrap_or(u32::MAX) }
     }
 }
 
@@ -560,14 +526,7 @@ mod tests {
             let mut out = Vec::new();
             let file = self.file.as_file();
             self.reader
-                .read(
-                    file,
-                    &mut self.scratch,
-                    usize::MAX,
-                    self.now,
-                    &mut self.clock,
-                    &mut out,
-                )
+                .read(file, &mut self.scratch, usize::MAX, self.now, &mut self.clock, &mut out)
                 .expect("read");
             out
         }
@@ -580,9 +539,7 @@ mod tests {
             self.now += elapsed;
             let mut out = self.read();
             let file = self.file.as_file();
-            self.reader
-                .flush_timers(file, self.now, &mut self.clock, &mut out)
-                .expect("timers");
+            self.reader.flush_timers(file, self.now, &mut self.clock, &mut out).expect("timers");
             out.into_iter().map(|e| e.message).collect()
         }
     }
@@ -601,10 +558,7 @@ mod tests {
         let mut f = Fixture::new(framing(1024));
         f.append(b"one\r\ntwo\n\n\r\nthree\n");
         let events = f.read();
-        let got: Vec<_> = events
-            .iter()
-            .map(|e| (e.message.as_str(), e.position.offset))
-            .collect();
+        let got: Vec<_> = events.iter().map(|e| (e.message.as_str(), e.position.offset)).collect();
         assert_eq!(got, [("one", 5), ("two", 9), ("three", 18)]);
     }
 
@@ -644,10 +598,7 @@ mod tests {
             let marker = part_marker(index, 4);
             rejoined.push_str(event.message.strip_prefix(&marker).expect("marker"));
             let expected = if index < 4 {
-                Position {
-                    offset: 0,
-                    parts_done: index,
-                }
+                Position { offset: 0, parts_done: index }
             } else {
                 Position::at(1002)
             };
@@ -656,33 +607,13 @@ mod tests {
         assert_eq!(rejoined, line);
         assert_eq!(events[4].message, "short");
 
-        let mut resumed = LineReader::new(
-            framing(300),
-            Position {
-                offset: 0,
-                parts_done: 2,
-            },
-        );
+        let mut resumed = LineReader::new(framing(300), Position { offset: 0, parts_done: 2 });
         let mut out = Vec::new();
         resumed
-            .read(
-                f.file.as_file(),
-                &mut Vec::new(),
-                usize::MAX,
-                f.now,
-                &mut f.clock,
-                &mut out,
-            )
+            .read(f.file.as_file(), &mut Vec::new(), usize::MAX, f.now, &mut f.clock, &mut out)
             .expect("read");
         let got: Vec<_> = out.iter().map(|e| e.message.clone()).collect();
-        assert_eq!(
-            got,
-            [
-                events[2].message.clone(),
-                events[3].message.clone(),
-                "short".to_owned()
-            ]
-        );
+        assert_eq!(got, [events[2].message.clone(), events[3].message.clone(), "short".to_owned()]);
     }
 
     #[test]
@@ -696,9 +627,7 @@ mod tests {
         let file = f.file.as_file();
         for _ in 0..2 * parts {
             out.clear();
-            f.reader
-                .read(file, &mut f.scratch, 600, f.now, &mut f.clock, &mut out)
-                .expect("read");
+            f.reader.read(file, &mut f.scratch, 600, f.now, &mut f.clock, &mut out).expect("read");
             assert!(out.len() <= 600 / piece + 1, "{} parts at once", out.len());
             seen.extend(out.drain(..).map(|e| e.message));
         }
@@ -731,10 +660,7 @@ mod tests {
         f.file.as_file_mut().rewind().expect("rewind");
         f.append(b"new\n");
         let events = f.read();
-        let got: Vec<_> = events
-            .iter()
-            .map(|e| (e.message.as_str(), e.position.offset))
-            .collect();
+        let got: Vec<_> = events.iter().map(|e| (e.message.as_str(), e.position.offset)).collect();
         assert_eq!(got, [("old partial", 20), ("new", 4)]);
     }
 }

@@ -26,11 +26,7 @@ pub struct LossySplitter {
 
 impl LossySplitter {
     pub fn new(max_piece_bytes: usize) -> Self {
-        LossySplitter {
-            max_piece_bytes,
-            carry: Vec::new(),
-            piece: String::new(),
-        }
+        LossySplitter { max_piece_bytes, carry: Vec::new(), piece: String::new() }
     }
 
     /// Feeds the next chunk of the line; `last` says no more follow. Each full piece is
@@ -38,11 +34,7 @@ impl LossySplitter {
     pub fn feed(&mut self, chunk: &[u8], last: bool, on_piece: &mut impl FnMut(&str)) {
         let mut data = std::mem::take(&mut self.carry);
         data.extend_from_slice(chunk);
-        let cut = if last {
-            data.len()
-        } else {
-            incomplete_tail_start(&data)
-        };
+        let cut = if last { data.len() } else { incomplete_tail_start(&data) };
         for part in data[..cut].utf8_chunks() {
             self.push_str(part.valid(), on_piece);
             if !part.invalid().is_empty() {
@@ -121,9 +113,7 @@ mod tests {
         let mut out = Vec::new();
         let mut splitter = LossySplitter::new(max);
         for (i, chunk) in chunks.iter().enumerate() {
-            splitter.feed(chunk, i + 1 == chunks.len(), &mut |p| {
-                out.push(p.to_owned())
-            });
+            splitter.feed(chunk, i + 1 == chunks.len(), &mut |p| out.push(p.to_owned()));
         }
         out
     }
@@ -131,18 +121,12 @@ mod tests {
     #[test]
     fn a_character_cut_between_chunks_is_carried_not_replaced() {
         let euro = "€".as_bytes(); // three bytes
-        assert_eq!(
-            pieces(&[b"a", &euro[..1], &euro[1..2], &euro[2..], b"b"], 100),
-            ["a€b"]
-        );
+        assert_eq!(pieces(&[b"a", &euro[..1], &euro[1..2], &euro[2..], b"b"], 100), ["a€b"]);
     }
 
     #[test]
     fn invalid_bytes_become_replacement_characters() {
-        assert_eq!(
-            pieces(&[b"a\xffb\xe2\x82", b"c"], 100),
-            ["a\u{fffd}b\u{fffd}c"]
-        );
+        assert_eq!(pieces(&[b"a\xffb\xe2\x82", b"c"], 100), ["a\u{fffd}b\u{fffd}c"]);
         assert_eq!(pieces(&[b"end\xe2\x82"], 100), ["end\u{fffd}"]);
     }
 
@@ -156,9 +140,7 @@ mod tests {
 
     #[test]
     fn a_long_line_becomes_marked_parts_that_rejoin_to_the_line() {
-        let line: String = (0..1000)
-            .map(|i| char::from(b'a' + (i % 26) as u8))
-            .collect();
+        let line: String = (0..1000).map(|i| char::from(b'a' + (i % 26) as u8)).collect();
         let events = split_line(line.as_bytes(), 300);
         assert!(events.len() > 1);
         let count = events.len() as u32;

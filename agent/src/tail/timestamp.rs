@@ -25,11 +25,7 @@ pub struct EventClock {
 
 impl EventClock {
     pub fn new(parser: Option<TimestampParser>) -> Self {
-        EventClock {
-            parser,
-            last_read_ms: 0,
-            restamped: 0,
-        }
+        EventClock { parser, last_read_ms: 0, restamped: 0 }
     }
 
     /// The timestamp, in Unix milliseconds, of an event whose first line is `text`.
@@ -50,8 +46,7 @@ impl EventClock {
 
 /// Unix milliseconds of a system time (0 before the epoch).
 pub fn unix_ms(time: SystemTime) -> i64 {
-    time.duration_since(UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+    time.duration_since(UNIX_EPOCH).map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
 }
 
 fn parse(parser: &TimestampParser, text: &str) -> Option<i64> {

@@ -26,10 +26,7 @@ async fn main() -> anyhow::Result<()> {
 
     step("shipping a log line to CloudWatch Logs and reading it back");
     let logs = aws_sdk_cloudwatchlogs::Client::new(&config);
-    logs.create_log_group()
-        .log_group_name("/web/nginx/access")
-        .send()
-        .await?;
+    logs.create_log_group().log_group_name("/web/nginx/access").send().await?;
     logs.create_log_stream()
         .log_group_name("/web/nginx/access")
         .log_stream_name("i-demo")
@@ -40,12 +37,7 @@ async fn main() -> anyhow::Result<()> {
     logs.put_log_events()
         .log_group_name("/web/nginx/access")
         .log_stream_name("i-demo")
-        .log_events(
-            InputLogEvent::builder()
-                .timestamp(timestamp_ms)
-                .message(line)
-                .build()?,
-        )
+        .log_events(InputLogEvent::builder().timestamp(timestamp_ms).message(line).build()?)
         .send()
         .await?;
     let found = logs
@@ -61,10 +53,7 @@ async fn main() -> anyhow::Result<()> {
     step("putting a CPU sample to CloudWatch metrics and reading it back");
     let cloudwatch = aws_sdk_cloudwatch::Client::new(&config);
     let seconds = i64::try_from(now.as_secs())?;
-    let instance = Dimension::builder()
-        .name("InstanceId")
-        .value("i-demo")
-        .build();
+    let instance = Dimension::builder().name("InstanceId").value("i-demo").build();
     cloudwatch
         .put_metric_data()
         .namespace("Klaxon")
@@ -91,21 +80,14 @@ async fn main() -> anyhow::Result<()> {
             MetricDataQuery::builder()
                 .id("cpu")
                 .metric_stat(
-                    MetricStat::builder()
-                        .metric(metric)
-                        .period(60)
-                        .stat("Maximum")
-                        .build(),
+                    MetricStat::builder().metric(metric).period(60).stat("Maximum").build(),
                 )
                 .build(),
         )
         .send()
         .await?;
-    let values: Vec<f64> = read
-        .metric_data_results()
-        .iter()
-        .flat_map(|r| r.values().to_vec())
-        .collect();
+    let values: Vec<f64> =
+        read.metric_data_results().iter().flat_map(|r| r.values().to_vec()).collect();
     println!("    cpu_usage_active{{InstanceId=i-demo}} max = {values:?}");
     ensure!(values == [97.5], "the metric did not come back");
 
@@ -127,11 +109,7 @@ async fn main() -> anyhow::Result<()> {
     for notification in &received {
         println!("    {:?}: {}", notification.subject, notification.message);
     }
-    ensure!(
-        received.len() == 1,
-        "expected one alert in the inbox, got {}",
-        received.len()
-    );
+    ensure!(received.len() == 1, "expected one alert in the inbox, got {}", received.len());
 
     step("done: the stack stops with this process");
     Ok(())

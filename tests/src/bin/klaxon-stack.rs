@@ -51,9 +51,7 @@ fn serve() -> anyhow::Result<()> {
 }
 
 fn probe_imds() -> anyhow::Result<()> {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?;
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     let instance_id = runtime.block_on(async {
         let client = aws_config::imds::Client::builder().build();
         client.get("/latest/meta-data/instance-id").await

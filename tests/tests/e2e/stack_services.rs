@@ -24,13 +24,7 @@ fn stat_query(id: &str, instance_id: &str, stat: &str) -> MetricDataQuery {
         .build();
     MetricDataQuery::builder()
         .id(id)
-        .metric_stat(
-            MetricStat::builder()
-                .metric(metric)
-                .period(60)
-                .stat(stat)
-                .build(),
-        )
+        .metric_stat(MetricStat::builder().metric(metric).period(60).stat(stat).build())
         .build()
 }
 
@@ -93,12 +87,8 @@ async fn metrics_with_values_and_counts_read_back_through_the_cbor_front() {
         .send()
         .await
         .expect("ListMetrics");
-    let mut instances: Vec<_> = listed
-        .metrics()
-        .iter()
-        .flat_map(|m| m.dimensions())
-        .filter_map(|d| d.value())
-        .collect();
+    let mut instances: Vec<_> =
+        listed.metrics().iter().flat_map(|m| m.dimensions()).filter_map(|d| d.value()).collect();
     instances.sort_unstable();
     assert_eq!(instances, ["i-01", "i-02"]);
 }
@@ -107,11 +97,7 @@ async fn metrics_with_values_and_counts_read_back_through_the_cbor_front() {
 async fn log_events_read_back_with_get_and_filter() {
     let (_stack, config) = stack().await;
     let logs = aws_sdk_cloudwatchlogs::Client::new(&config);
-    logs.create_log_group()
-        .log_group_name("/web/app")
-        .send()
-        .await
-        .expect("CreateLogGroup");
+    logs.create_log_group().log_group_name("/web/app").send().await.expect("CreateLogGroup");
     logs.create_log_stream()
         .log_group_name("/web/app")
         .log_stream_name("i-01")
@@ -119,20 +105,10 @@ async fn log_events_read_back_with_get_and_filter() {
         .await
         .expect("CreateLogStream");
     let start_ms = now_secs() * 1000;
-    let lines = [
-        "GET /cart 200",
-        "ERROR checkout failed: card declined",
-        "GET /health 200",
-    ];
-    let mut request = logs
-        .put_log_events()
-        .log_group_name("/web/app")
-        .log_stream_name("i-01");
+    let lines = ["GET /cart 200", "ERROR checkout failed: card declined", "GET /health 200"];
+    let mut request = logs.put_log_events().log_group_name("/web/app").log_stream_name("i-01");
     for (offset, line) in (0..).zip(lines) {
-        let event = InputLogEvent::builder()
-            .timestamp(start_ms + offset)
-            .message(line)
-            .build();
+        let event = InputLogEvent::builder().timestamp(start_ms + offset).message(line).build();
         request = request.log_events(event.expect("event"));
     }
     request.send().await.expect("PutLogEvents");
@@ -155,11 +131,7 @@ async fn log_events_read_back_with_get_and_filter() {
         .send()
         .await
         .expect("FilterLogEvents");
-    let matches: Vec<_> = filtered
-        .events()
-        .iter()
-        .filter_map(|e| e.message())
-        .collect();
+    let matches: Vec<_> = filtered.events().iter().filter_map(|e| e.message()).collect();
     assert_eq!(matches, ["ERROR checkout failed: card declined"]);
     assert_eq!(filtered.events()[0].log_stream_name(), Some("i-01"));
 }
@@ -213,10 +185,7 @@ async fn sns_json_messages_with_attributes_reach_a_subscribed_queue() {
             ("status", "String", "firing")
         ]
     );
-    assert!(
-        inbox.receive().await.expect("receive").is_empty(),
-        "delivered once"
-    );
+    assert!(inbox.receive().await.expect("receive").is_empty(), "delivered once");
 }
 
 #[tokio::test]
@@ -226,11 +195,7 @@ async fn imds_v2_answers_the_sdk_client_configured_from_the_environment() {
     probe.arg("probe-imds");
     stack.configure(&mut probe);
     let output = probe.output().expect("run klaxon-stack probe-imds");
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
     assert_eq!(String::from_utf8_lossy(&output.stdout).trim(), "i-fake");
     let stats = stack.stats().expect("stats");
     assert_eq!(stats.requests_for("imds./latest/api/token"), 1, "{stats:?}");

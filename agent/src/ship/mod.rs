@@ -1,0 +1,8 @@
+//! Shipping events to CloudWatch Logs: batches within the API's limits, one request in
+//! flight per stream, retries, and acknowledgements that move checkpoints.
+//! **Invariant:** nothing here opens a log file.
+
+pub mod batch;
+pub mod retry;
+pub mod shipper;
+pub mod sink;

@@ -1,0 +1,267 @@
+//! One shipper per log stream: it turns what the reader hands on into batches, sends one
+//! at a time (retrying with backoff, never reordering), and only after CloudWatch
+//! acknowledged a batch does it move the files' checkpoints and free the memory budget.
+
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+use tracing::{error, warn};
+
+use super::batch::{Batch, MAX_BATCH_BYTES, MAX_BATCH_EVENTS, OutEvent};
+use super::retry::Backoff;
+use super::sink::{Destination, LogSink, PutError};
+use crate::budget::ByteBudget;
+use crate::stats::AgentStats;
+use crate::tail::checkpoint::{Checkpoint, Checkpoints};
+use crate::tail::identity::FileKey;
+use crate::tail::reader::{Position, TailEvent};
+use crate::tail::server::FileRef;
+
+/// How long the first event of a batch waits for others before the batch is sent.
+pub const BATCH_WAIT: Duration = Duration::from_secs(1);
+
+/// What the reader hands a shipper.
+#[derive(Debug)]
+pub enum ShipItem {
+    /// Events read from one file, in file order.
+    Events { file: Arc<FileRef>, events: Vec<TailEvent> },
+    /// A message of the agent's own, such as a gap marker.
+    Notice { text: String },
+    /// The file is gone and read to its end: forget its checkpoint once everything
+    /// before this is acknowledged.
+    Done { key: FileKey },
+}
+
+impl ShipItem {
+    /// The budget bytes this item holds until acknowledged.
+    pub fn reserved_bytes(&self) -> u64 {
+        match self {
+            ShipItem::Events { events, .. } => events.iter().map(|e| event_bytes(&e.message)).sum(),
+            ShipItem::Notice { text } => event_bytes(text),
+            ShipItem::Done { .. } => 0,
+        }
+    }
+}
+
+fn event_bytes(message: &str) -> u64 {
+    (message.len() + super::batch::EVENT_OVERHEAD_BYTES) as u64
+}
+
+/// One queued entry, in the order it was read.
+#[derive(Debug)]
+enum Queued {
+    Event {
+        event: OutEvent,
+        /// The file position this event completes, for events read from a file.
+        source: Option<(Arc<FileRef>, Position)>,
+        /// Budget bytes to give back once acknowledged (0 for the shipper's own notices).
+        reserved: u64,
+    },
+    Done(FileKey),
+}
+
+/// What a shipper shares with the rest of the agent.
+#[derive(Clone)]
+pub struct ShipperContext {
+    pub checkpoints: Arc<Mutex<Checkpoints>>,
+    pub budget: Arc<ByteBudget>,
+    pub stats: Arc<AgentStats>,
+}
+
+/// Ships the items of `receiver` to `destination` until the channel closes and all is sent.
+pub async fn run_shipper<S: LogSink>(
+    destination: Destination,
+    mut receiver: mpsc::UnboundedReceiver<ShipItem>,
+    sink: Arc<S>,
+    context: ShipperContext,
+) {
+    let mut queue: VecDeque<Queued> = VecDeque::new();
+    let mut queued_bytes = 0usize;
+    let mut open = true;
+    loop {
+        if queue.is_empty() {
+            if !open {
+                return;
+            }
+            match receiver.recv().await {
+                Some(item) => queued_bytes += enqueue(&mut queue, item),
+                None => return,
+            }
+        }
+        let deadline = Instant::now() + BATCH_WAIT;
+        while open && queued_bytes < MAX_BATCH_BYTES && queue.len() < MAX_BATCH_EVENTS {
+            tokio::select! {
+                item = receiver.recv() => match item {
+                    Some(item) => queued_bytes += enqueue(&mut queue, item),
+                    None => open = false,
+                },
+                () = tokio::time::sleep_until(deadline) => break,
+            }
+        }
+        forget_finished_files(&mut queue, &context);
+        let (batch, sources, reserved) = take_batch(&mut queue);
+        if batch.is_empty() {
+            continue;
+        }
+        queued_bytes = queued_bytes.saturating_sub(batch.bytes());
+        let sent = SentBatch { batch, sources, reserved };
+        send_batch(&destination, sent, sink.as_ref(), &context, &mut queue).await;
+    }
+}
+
+fn enqueue(queue: &mut VecDeque<Queued>, item: ShipItem) -> usize {
+    match item {
+        ShipItem::Events { file, events } => {
+            let mut bytes = 0;
+            for event in events {
+                let reserved = event_bytes(&event.message);
+                bytes += reserved as usize;
+                let source = Some((Arc::clone(&file), event.position));
+                let event = OutEvent { timestamp_ms: event.timestamp_ms, message: event.message };
+                queue.push_back(Queued::Event { event, source, reserved });
+            }
+            bytes
+        }
+        ShipItem::Notice { text } => {
+            let reserved = event_bytes(&text);
+            let timestamp_ms = crate::tail::timestamp::unix_ms(std::time::SystemTime::now());
+            let event = OutEvent { timestamp_ms, message: text };
+            queue.push_back(Queued::Event { event, source: None, reserved });
+            reserved as usize
+        }
+        ShipItem::Done { key } => {
+            queue.push_back(Queued::Done(key));
+            0
+        }
+    }
+}
+
+/// Files whose end is at the front of the queue are fully shipped.
+fn forget_finished_files(queue: &mut VecDeque<Queued>, context: &ShipperContext) {
+    while let Some(Queued::Done(key)) = queue.front() {
+        let key = *key;
+        queue.pop_front();
+        let mut checkpoints = context.checkpoints.lock().unwrap_or_else(PoisonError::into_inner);
+        checkpoints.forget(&key);
+        if let Err(error) = checkpoints.save() {
+            error!(message = "Cannot save checkpoints.", %error);
+        }
+    }
+}
+
+/// For each event of a batch, in read order: the file position it completes.
+type Sources = Vec<Option<(Arc<FileRef>, Position)>>;
+
+/// The longest run of events at the front of the queue that fits one batch.
+/// Also the budget bytes the batch holds.
+fn take_batch(queue: &mut VecDeque<Queued>) -> (Batch, Sources, u64) {
+    let mut batch = Batch::default();
+    let mut sources = Vec::new();
+    let mut reserved_total = 0;
+    while let Some(Queued::Event { .. }) = queue.front() {
+        let Some(Queued::Event { event, source, reserved }) = queue.pop_front() else { break };
+        match batch.try_add(event) {
+            Ok(()) => {
+                sources.push(source);
+                reserved_total += reserved;
+            }
+            Err(event) => {
+                queue.push_front(Queued::Event { event, source, reserved });
+                break;
+            }
+        }
+    }
+    (batch, sources, reserved_total)
+}
+
+/// A batch with what its acknowledgement moves and frees.
+struct SentBatch {
+    batch: Batch,
+    sources: Sources,
+    reserved: u64,
+}
+
+/// Sends until CloudWatch answers for the batch, then acknowledges it.
+async fn send_batch<S: LogSink>(
+    destination: &Destination,
+    sent: SentBatch,
+    sink: &S,
+    context: &ShipperContext,
+    queue: &mut VecDeque<Queued>,
+) {
+    let SentBatch { batch, sources, reserved } = sent;
+    let batch_bytes = batch.bytes() as u64;
+    let events = batch.into_events();
+    let mut backoff = Backoff::default();
+    let outcome = loop {
+        match sink.put(destination, &events).await {
+            Ok(rejected) => break Ok(rejected),
+            Err(PutError::Retriable(error)) => {
+                context.stats.retries.add(1);
+                let delay = backoff.next_delay();
+                warn!(message = "PutLogEvents failed; retrying.", group = %destination.group, stream = %destination.stream, %error, delay = ?delay);
+                tokio::time::sleep(delay).await;
+            }
+            Err(PutError::Refused(error)) => break Err(error),
+        }
+    };
+    match outcome {
+        Ok(rejected) => {
+            context.stats.batches.add(1);
+            context.stats.events_sent.add(events.len() as u64);
+            context.stats.bytes_sent.add(batch_bytes);
+            let reasons = rejected.reasons(events.len());
+            if !reasons.is_empty() {
+                context.stats.events_rejected.add(reasons.len() as u64);
+                let lines = reasons.len();
+                let bytes: usize = reasons.iter().map(|&(i, _)| events[i].message.len()).sum();
+                let text = format!(
+                    "[klaxon: gap: {lines} lines / {bytes} bytes rejected by CloudWatch Logs ({})]",
+                    reasons[0].1
+                );
+                warn!(message = "CloudWatch Logs rejected events.", group = %destination.group, stream = %destination.stream, lines, bytes);
+                queue_notice(queue, text);
+            }
+        }
+        Err(error) => {
+            context.stats.events_rejected.add(events.len() as u64);
+            let bytes: usize = events.iter().map(|e| e.message.len()).sum();
+            error!(message = "CloudWatch Logs refused a batch; it is dropped.", group = %destination.group, stream = %destination.stream, %error);
+            queue_notice(
+                queue,
+                format!(
+                    "[klaxon: gap: {} lines / {bytes} bytes refused by CloudWatch Logs: {error}]",
+                    events.len()
+                ),
+            );
+        }
+    }
+    acknowledge(&sources, context);
+    context.budget.release(reserved);
+}
+
+/// A notice goes first in the next batch.
+fn queue_notice(queue: &mut VecDeque<Queued>, text: String) {
+    let timestamp_ms = crate::tail::timestamp::unix_ms(std::time::SystemTime::now());
+    let event = OutEvent { timestamp_ms, message: text };
+    queue.push_front(Queued::Event { event, source: None, reserved: 0 });
+}
+
+/// Moves each file's checkpoint to its last acknowledged position, and saves.
+fn acknowledge(sources: &Sources, context: &ShipperContext) {
+    let mut checkpoints = context.checkpoints.lock().unwrap_or_else(PoisonError::into_inner);
+    for (file, position) in sources.iter().flatten() {
+        checkpoints.acknowledge(Checkpoint {
+            key: file.key,
+            fingerprint: file.fingerprint,
+            path: file.path.clone(),
+            position: *position,
+        });
+    }
+    if let Err(error) = checkpoints.save() {
+        error!(message = "Cannot save checkpoints.", %error);
+    }
+}

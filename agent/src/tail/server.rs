@@ -1,0 +1,555 @@
+//! The file server: one thread that finds the files the `[[logs]]` globs match, follows
+//! each through rotation (rename, copytruncate, deletion, symlink flips, inode reuse),
+//! and hands their events on, file by file, round-robin.
+//!
+//! One thread and positional reads, like Vector's file server: fair across thousands of
+//! files, no per-file task or lock, and a simple cap on open files. inotify (notify)
+//! wakes it within milliseconds; a slow poll is the safety net when events are lost.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::fs::{self, File};
+use std::os::fd::AsRawFd;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{Receiver, RecvTimeoutError};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+use tracing::{debug, info, warn};
+
+use super::checkpoint::{Checkpoint, Checkpoints};
+use super::identity::{FileKey, Fingerprint};
+use super::reader::{Framing, LineReader, Position, TailEvent};
+use super::timestamp::EventClock;
+use crate::config::{StartAt, ValidLogSource};
+use crate::ship::shipper::ShipItem;
+use crate::ship::sink::Destination;
+use crate::stats::AgentStats;
+use crate::warn_limit::WarnLimiter;
+
+/// How long a file waits between checks when inotify says nothing.
+pub const POLL_INTERVAL: Duration = Duration::from_secs(1);
+/// How often the globs are expanded again when inotify says nothing.
+const RESCAN_INTERVAL: Duration = Duration::from_secs(10);
+/// A rotated-away or deleted file is read this long after it stopped growing, for
+/// writers that still append to the old file before they reopen.
+const ORPHAN_GRACE: Duration = Duration::from_secs(2);
+/// Bytes read from one file before the server turns to the next.
+const READ_BUDGET_BYTES: usize = 1024 * 1024;
+
+/// A file as its events name it: what a checkpoint needs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FileRef {
+    pub key: FileKey,
+    pub fingerprint: Fingerprint,
+    pub path: PathBuf,
+}
+
+/// The agent is stopping; nothing more is handed on.
+#[derive(Debug)]
+pub struct Stopping;
+
+/// Where the server hands items: blocks while the memory budget is spent.
+pub trait Outlet {
+    fn deliver(&mut self, destination: &Arc<Destination>, item: ShipItem) -> Result<(), Stopping>;
+}
+
+/// What the server needs besides its outlet.
+pub struct ServerSettings {
+    pub sources: Vec<ValidLogSource>,
+    pub instance_id: String,
+    pub hostname: String,
+    pub max_open_files: usize,
+}
+
+/// A file being followed.
+struct Tracked {
+    destination: Arc<Destination>,
+    file: Arc<FileRef>,
+    handle: Option<File>,
+    reader: LineReader,
+    clock: EventClock,
+    /// When the file stopped being at a path the globs match.
+    orphaned_since: Option<Instant>,
+    /// Size at the last stat, and when it last grew.
+    last_size: u64,
+    last_growth: Instant,
+    last_used: Instant,
+}
+
+/// Follows every matched file until told to stop.
+pub struct FileServer<O: Outlet> {
+    settings: ServerSettings,
+    framings: Vec<Framing>,
+    files: BTreeMap<FileKey, Tracked>,
+    destinations: HashMap<(String, String), Arc<Destination>>,
+    checkpoints: Arc<Mutex<Checkpoints>>,
+    outlet: O,
+    stats: Arc<AgentStats>,
+    scratch: Vec<u8>,
+    first_scan: bool,
+    last_scan: Option<Instant>,
+    warnings: WarnLimiter,
+}
+
+impl<O: Outlet> FileServer<O> {
+    pub fn new(
+        settings: ServerSettings,
+        checkpoints: Arc<Mutex<Checkpoints>>,
+        outlet: O,
+        stats: Arc<AgentStats>,
+    ) -> Self {
+        let framings = settings
+            .sources
+            .iter()
+            .map(|source| Framing {
+                max_event_bytes: source.max_event_bytes,
+                multiline_start: source.multiline_start.clone(),
+                multiline_timeout: source.multiline_timeout,
+                partial_line_timeout: source.partial_line_timeout,
+            })
+            .collect();
+        FileServer {
+            settings,
+            framings,
+            files: BTreeMap::new(),
+            destinations: HashMap::new(),
+            checkpoints,
+            outlet,
+            stats,
+            scratch: Vec::new(),
+            first_scan: true,
+            last_scan: None,
+            warnings: WarnLimiter::default(),
+        }
+    }
+
+    /// Runs until `stop` is set. `rescan` is set (and `wake` signalled) by the watcher
+    /// when files appear or move; `wake` alone when files grow.
+    pub fn run(&mut self, stop: &AtomicBool, rescan: &AtomicBool, wake: &Receiver<()>) {
+        while !stop.load(Ordering::Relaxed) {
+            let now = Instant::now();
+            let scan_due =
+                self.last_scan.is_none_or(|last| now.duration_since(last) >= RESCAN_INTERVAL);
+            if rescan.swap(false, Ordering::Relaxed) || scan_due {
+                self.discover(now);
+            }
+            let busy = match self.service_all(now) {
+                Ok(busy) => busy,
+                Err(Stopping) => return,
+            };
+            if !busy {
+                match wake.recv_timeout(POLL_INTERVAL) {
+                    Ok(()) | Err(RecvTimeoutError::Timeout) => while wake.try_recv().is_ok() {},
+                    Err(RecvTimeoutError::Disconnected) => std::thread::sleep(POLL_INTERVAL),
+                }
+            }
+        }
+    }
+
+    /// Files followed now.
+    pub fn file_count(&self) -> usize {
+        self.files.len()
+    }
+
+    /// Files held open now.
+    pub fn open_count(&self) -> usize {
+        self.files.values().filter(|t| t.handle.is_some()).count()
+    }
+
+    // === discovery ===
+
+    /// Expands the globs, starts following new files and notices files that moved away.
+    pub fn discover(&mut self, now: Instant) {
+        let mut matched = BTreeSet::new();
+        for index in 0..self.settings.sources.len() {
+            for path in self.expand(index) {
+                let Ok(metadata) = fs::metadata(&path) else { continue };
+                if !metadata.is_file() {
+                    continue;
+                }
+                let key = FileKey::of(&metadata);
+                matched.insert(key);
+                match self.files.get_mut(&key) {
+                    Some(tracked) => {
+                        if tracked.file.path != path {
+                            let moved = FileRef { path: path.clone(), ..(*tracked.file).clone() };
+                            tracked.file = Arc::new(moved);
+                        }
+                        tracked.orphaned_since = None;
+                    }
+                    None => self.follow(index, &path, now),
+                }
+            }
+        }
+        if self.first_scan {
+            self.resume_rotated_files(now, &matched);
+        }
+        for tracked in self.files.values_mut() {
+            if tracked.orphaned_since.is_none() && !matched.contains(&tracked.file.key) {
+                tracked.orphaned_since = Some(now);
+                if let Some(path) = tracked.handle.as_ref().and_then(current_path) {
+                    tracked.file = Arc::new(FileRef { path, ..(*tracked.file).clone() });
+                }
+                debug!(message = "File moved away; draining it.", path = %tracked.file.path.display());
+            }
+        }
+        self.first_scan = false;
+        self.last_scan = Some(now);
+        self.save_checkpoints();
+    }
+
+    fn expand(&mut self, index: usize) -> Vec<PathBuf> {
+        let source = &self.settings.sources[index];
+        let paths = match glob::glob(&source.path) {
+            Ok(paths) => paths,
+            Err(error) => {
+                self.warnings.warn(
+                    &source.path,
+                    || warn!(message = "Invalid glob.", path = %source.path, %error),
+                );
+                return Vec::new();
+            }
+        };
+        let mut found = Vec::new();
+        for entry in paths {
+            match entry {
+                Ok(path) if !source.exclude.iter().any(|e| e.matches_path(&path)) => {
+                    found.push(path)
+                }
+                Ok(_) => {}
+                Err(error) => {
+                    let path = error.path().display().to_string();
+                    self.warnings.warn(&path, || warn!(message = "Cannot read a path the logs glob matches.", %path, error = %error.error()));
+                }
+            }
+        }
+        found
+    }
+
+    /// Starts following a newly found file: from its checkpoint, else from its start
+    /// (or its end, for files already there at start-up with `start_at = "end"`).
+    fn follow(&mut self, source_index: usize, path: &Path, now: Instant) {
+        let handle = match File::open(path) {
+            Ok(handle) => handle,
+            Err(error) => {
+                let shown = path.display().to_string();
+                self.warnings.warn(&shown, || warn!(message = "Cannot open a log file; skipping it.", path = %shown, %error));
+                return;
+            }
+        };
+        let (Ok(metadata), Ok(fingerprint)) = (handle.metadata(), Fingerprint::read(&handle))
+        else {
+            return;
+        };
+        let key = FileKey::of(&metadata);
+        let source = &self.settings.sources[source_index];
+        let resumed = self.resume_position(key, &handle);
+        let start = resumed.unwrap_or(match (self.first_scan, source.start_at) {
+            (true, StartAt::End) => Position::at(metadata.len()),
+            _ => Position::at(0),
+        });
+        info!(message = "Following a file.", path = %path.display(), offset = start.offset, resumed = resumed.is_some());
+        let file = FileRef { key, fingerprint, path: path.to_owned() };
+        self.track(source_index, file, handle, start, now, metadata.len());
+    }
+
+    /// The checkpointed position of a file, when its fingerprint says it is that file.
+    fn resume_position(&self, key: FileKey, handle: &File) -> Option<Position> {
+        let checkpoints = self.checkpoints.lock().unwrap_or_else(PoisonError::into_inner);
+        let checkpoint = checkpoints.get(&key)?;
+        checkpoint.fingerprint.matches(handle).ok()?.then_some(checkpoint.position)
+    }
+
+    fn track(
+        &mut self,
+        source_index: usize,
+        file: FileRef,
+        handle: File,
+        start: Position,
+        now: Instant,
+        size: u64,
+    ) {
+        let destination = self.destination(source_index, &file.path);
+        let source = &self.settings.sources[source_index];
+        self.checkpoints.lock().unwrap_or_else(PoisonError::into_inner).register(Checkpoint {
+            key: file.key,
+            fingerprint: file.fingerprint,
+            path: file.path.clone(),
+            position: start,
+        });
+        let tracked = Tracked {
+            destination,
+            file: Arc::new(file),
+            handle: Some(handle),
+            reader: LineReader::new(self.framings[source_index].clone(), start),
+            clock: EventClock::new(source.timestamp.clone()),
+            orphaned_since: None,
+            last_size: size,
+            last_growth: now,
+            last_used: now,
+        };
+        self.files.insert(tracked.file.key, tracked);
+    }
+
+    /// At start-up: files with a checkpoint that the globs no longer match (rotated
+    /// away while the agent was down) are drained from where they were last seen.
+    fn resume_rotated_files(&mut self, now: Instant, matched: &BTreeSet<FileKey>) {
+        let pending: Vec<Checkpoint> = {
+            let checkpoints = self.checkpoints.lock().unwrap_or_else(PoisonError::into_inner);
+            checkpoints.iter().filter(|c| !matched.contains(&c.key)).cloned().collect()
+        };
+        for checkpoint in pending {
+            let Some(source_index) = self.source_for(&checkpoint.path) else { continue };
+            let still_there = File::open(&checkpoint.path).ok().filter(|handle| {
+                handle.metadata().is_ok_and(|m| FileKey::of(&m) == checkpoint.key)
+                    && checkpoint.fingerprint.matches(handle).unwrap_or(false)
+            });
+            match still_there {
+                Some(handle) => {
+                    let size = handle.metadata().map_or(0, |m| m.len());
+                    let file = FileRef {
+                        key: checkpoint.key,
+                        fingerprint: checkpoint.fingerprint,
+                        path: checkpoint.path.clone(),
+                    };
+                    self.track(source_index, file, handle, checkpoint.position, now, size);
+                    if let Some(tracked) = self.files.get_mut(&checkpoint.key) {
+                        tracked.orphaned_since = Some(now);
+                    }
+                }
+                None => {
+                    let mut checkpoints =
+                        self.checkpoints.lock().unwrap_or_else(PoisonError::into_inner);
+                    checkpoints.forget(&checkpoint.key);
+                }
+            }
+        }
+    }
+
+    /// The source a path was shipped under: the one whose glob's folder holds it.
+    fn source_for(&self, path: &Path) -> Option<usize> {
+        self.settings.sources.iter().position(|source| {
+            glob::Pattern::new(&source.path).is_ok_and(|p| p.matches_path(path))
+                || Path::new(&source.path).parent().is_some_and(|dir| path.starts_with(dir))
+        })
+    }
+
+    fn destination(&mut self, source_index: usize, path: &Path) -> Arc<Destination> {
+        let source = &self.settings.sources[source_index];
+        let file_name =
+            path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        let stream = source
+            .stream
+            .replace("{instance_id}", &self.settings.instance_id)
+            .replace("{hostname}", &self.settings.hostname)
+            .replace("{file}", &file_name)
+            .replace([':', '*'], "_");
+        let key = (source.group.clone(), stream);
+        let retention_days = source.retention_days;
+        Arc::clone(self.destinations.entry(key.clone()).or_insert_with(|| {
+            Arc::new(Destination { group: key.0, stream: key.1, retention_days })
+        }))
+    }
+
+    // === reading ===
+
+    /// Reads every file that has something new. True when some file has more to read
+    /// right away.
+    fn service_all(&mut self, now: Instant) -> Result<bool, Stopping> {
+        // A stream's rotated-away file is read to its end before its successor, so
+        // the stream keeps the order the lines were written in.
+        let draining: HashSet<Arc<Destination>> = self
+            .files
+            .values()
+            .filter(|t| t.orphaned_since.is_some() && t.last_size > t.reader.read_offset())
+            .map(|t| Arc::clone(&t.destination))
+            .collect();
+        let keys: Vec<FileKey> = self.files.keys().copied().collect();
+        let mut busy = !draining.is_empty();
+        for key in keys {
+            let held = self
+                .files
+                .get(&key)
+                .is_some_and(|t| t.orphaned_since.is_none() && draining.contains(&t.destination));
+            if !held {
+                busy |= self.service(key, now)?;
+            }
+        }
+        self.close_idle_files();
+        Ok(busy)
+    }
+
+    fn service(&mut self, key: FileKey, now: Instant) -> Result<bool, Stopping> {
+        let Some(mut tracked) = self.files.remove(&key) else { return Ok(false) };
+        let result = self.service_file(&mut tracked, now);
+        match result {
+            Ok(Some(busy)) => {
+                self.files.insert(key, tracked);
+                Ok(busy)
+            }
+            Ok(None) => Ok(false),
+            Err(Stopping) => {
+                self.files.insert(key, tracked);
+                Err(Stopping)
+            }
+        }
+    }
+
+    /// Reads one file; `None` when the file is finished with and no longer followed.
+    fn service_file(
+        &mut self,
+        tracked: &mut Tracked,
+        now: Instant,
+    ) -> Result<Option<bool>, Stopping> {
+        let size = self.current_size(tracked);
+        if let Some(size) = size {
+            if size > tracked.last_size || size < tracked.reader.read_offset() {
+                tracked.last_growth = now;
+            }
+            tracked.last_size = size;
+        }
+        let unread = size.is_some_and(|size| size != tracked.reader.read_offset());
+        let wanted = unread || tracked.orphaned_since.is_some();
+        if tracked.handle.is_none() && wanted && !self.reopen(tracked) {
+            return self.give_up(tracked).map(|()| None);
+        }
+        let Some(handle) = tracked.handle.as_ref() else { return Ok(Some(false)) };
+        let mut events = Vec::new();
+        let outcome = tracked.reader.read(
+            handle,
+            &mut self.scratch,
+            READ_BUDGET_BYTES,
+            now,
+            &mut tracked.clock,
+            &mut events,
+        );
+        let outcome = match outcome {
+            Ok(outcome) => outcome,
+            Err(error) => {
+                let shown = tracked.file.path.display().to_string();
+                self.warnings.warn(
+                    &shown,
+                    || warn!(message = "Cannot read a log file.", path = %shown, %error),
+                );
+                return Ok(Some(false));
+            }
+        };
+        if outcome.bytes > 0 {
+            tracked.last_used = now;
+            self.stats.bytes_read.add(outcome.bytes);
+        }
+        if outcome.truncated {
+            self.stats.truncations.add(1);
+            info!(message = "File truncated; reading it again from the start.", path = %tracked.file.path.display());
+        }
+        let refresh =
+            outcome.truncated || (tracked.file.fingerprint.is_partial() && outcome.bytes > 0);
+        if refresh && let Ok(fingerprint) = Fingerprint::read(handle) {
+            tracked.file = Arc::new(FileRef { fingerprint, ..(*tracked.file).clone() });
+        }
+        let _ = tracked.reader.flush_timers(handle, now, &mut tracked.clock, &mut events);
+        let drained = tracked.orphaned_since.is_some()
+            && !outcome.more
+            && now.duration_since(tracked.last_growth) >= ORPHAN_GRACE;
+        if drained {
+            let _ = tracked.reader.finish(handle, now, &mut tracked.clock, &mut events);
+        }
+        self.hand_on(tracked, events)?;
+        if drained {
+            info!(message = "Finished a rotated or deleted file.", path = %tracked.file.path.display());
+            self.outlet.deliver(&tracked.destination, ShipItem::Done { key: tracked.file.key })?;
+            return Ok(None);
+        }
+        Ok(Some(outcome.more))
+    }
+
+    /// The size of the file now: through the handle when open, else at its path.
+    fn current_size(&self, tracked: &Tracked) -> Option<u64> {
+        match &tracked.handle {
+            Some(handle) => handle.metadata().ok().map(|m| m.len()),
+            None => fs::metadata(&tracked.file.path)
+                .ok()
+                .filter(|m| FileKey::of(m) == tracked.file.key)
+                .map(|m| m.len()),
+        }
+    }
+
+    /// Opens a closed file again at its path, if it is still the same file.
+    fn reopen(&mut self, tracked: &mut Tracked) -> bool {
+        if self.open_count() >= self.settings.max_open_files {
+            self.close_idle_files_for(1);
+        }
+        let Ok(handle) = File::open(&tracked.file.path) else { return false };
+        let same = handle.metadata().is_ok_and(|m| FileKey::of(&m) == tracked.file.key)
+            && tracked.file.fingerprint.matches(&handle).unwrap_or(false);
+        if same {
+            tracked.handle = Some(handle);
+        }
+        same
+    }
+
+    /// The file vanished while closed, before it was read to its end: say what was lost.
+    fn give_up(&mut self, tracked: &Tracked) -> Result<(), Stopping> {
+        let lost = tracked.last_size.saturating_sub(tracked.reader.read_offset());
+        if lost > 0 {
+            self.stats.gaps.add(1);
+            let path = tracked.file.path.display();
+            warn!(message = "A log file was deleted before it was read to its end.", %path, bytes = lost);
+            let text = format!(
+                "[klaxon: gap: ? lines / {lost} bytes of {path}, deleted before it was read to its end]"
+            );
+            self.outlet.deliver(&tracked.destination, ShipItem::Notice { text })?;
+        }
+        self.outlet.deliver(&tracked.destination, ShipItem::Done { key: tracked.file.key })
+    }
+
+    fn hand_on(&mut self, tracked: &mut Tracked, events: Vec<TailEvent>) -> Result<(), Stopping> {
+        self.stats.restamped.add(std::mem::take(&mut tracked.clock.restamped));
+        if events.is_empty() {
+            return Ok(());
+        }
+        self.stats.lines_read.add(events.len() as u64);
+        let item = ShipItem::Events { file: Arc::clone(&tracked.file), events };
+        self.outlet.deliver(&tracked.destination, item)
+    }
+
+    /// Keeps the open files within `max_open_files`.
+    fn close_idle_files(&mut self) {
+        let open = self.open_count();
+        if open > self.settings.max_open_files {
+            self.close_idle_files_for(open - self.settings.max_open_files);
+        }
+    }
+
+    /// Closes up to `count` open files, those read to their end and idle longest first;
+    /// rotated-away files stay open (closing them would lose what they still hold).
+    fn close_idle_files_for(&mut self, count: usize) {
+        let mut candidates: Vec<(bool, Instant, FileKey)> = self
+            .files
+            .values()
+            .filter(|t| t.handle.is_some() && t.orphaned_since.is_none())
+            .map(|t| (t.last_size > t.reader.read_offset(), t.last_used, t.file.key))
+            .collect();
+        candidates.sort();
+        for (_, _, key) in candidates.into_iter().take(count) {
+            if let Some(tracked) = self.files.get_mut(&key) {
+                tracked.handle = None;
+            }
+        }
+    }
+
+    fn save_checkpoints(&self) {
+        let mut checkpoints = self.checkpoints.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Err(error) = checkpoints.save() {
+            warn!(message = "Cannot save checkpoints.", %error);
+        }
+    }
+}
+
+/// Where an open file is now (Linux: /proc/self/fd), after a rename.
+fn current_path(handle: &File) -> Option<PathBuf> {
+    let link = fs::read_link(format!("/proc/self/fd/{}", handle.as_raw_fd())).ok()?;
+    let text = link.to_string_lossy();
+    text.strip_suffix(" (deleted)").map_or(Some(link.clone()), |alive| Some(PathBuf::from(alive)))
+}
