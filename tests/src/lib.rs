@@ -9,9 +9,11 @@
 //! - `stack/klaxon_stack.py`: the front and moto, one Python process per stack.
 //! - [`python_env`]: builds the pinned virtualenv once per machine.
 //! - [`stack`]: the handle a test holds, with fault injection and request statistics.
+//! - [`agent`]: runs the real `klaxon-agent` binary and reads back what it shipped.
 //! - [`inbox`]: an SNS topic with a subscribed SQS queue, where alerts are read back.
 //! - `tests/e2e/`: the end-to-end tests, one binary, a module per theme.
 
+pub mod agent;
 pub mod inbox;
 pub mod python_env;
 pub mod stack;

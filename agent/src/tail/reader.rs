@@ -141,7 +141,7 @@ impl LineReader {
         let mut outcome = ReadOutcome::default();
         let size = file.metadata()?.len();
         if size < self.read_offset() {
-            self.restart_after_truncation(clock, out);
+            self.restart(clock, out);
             outcome.truncated = true;
         }
         scratch.resize(READ_CHUNK_BYTES, 0);
@@ -438,7 +438,8 @@ impl LineReader {
         Ok(())
     }
 
-    fn restart_after_truncation(&mut self, clock: &mut EventClock, out: &mut Vec<TailEvent>) {
+    /// The file was truncated (and maybe written again): ship what is held, start at 0.
+    pub fn restart(&mut self, clock: &mut EventClock, out: &mut Vec<TailEvent>) {
         // The bytes held are all that is left of the old content: ship them.
         let line = std::mem::take(&mut self.buffer);
         let text = String::from_utf8_lossy(trim_cr(&line)).into_owned();

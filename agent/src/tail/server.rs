@@ -416,6 +416,13 @@ impl<O: Outlet> FileServer<O> {
         }
         let Some(handle) = tracked.handle.as_ref() else { return Ok(Some(false)) };
         let mut events = Vec::new();
+        // A copytruncate followed by new writes can leave the file longer than the
+        // offset: the first bytes tell it from the file that was read.
+        let rewritten =
+            tracked.last_growth == now && !tracked.file.fingerprint.matches(handle).unwrap_or(true);
+        if rewritten {
+            tracked.reader.restart(&mut tracked.clock, &mut events);
+        }
         let outcome = tracked.reader.read(
             handle,
             &mut self.scratch,
@@ -439,12 +446,13 @@ impl<O: Outlet> FileServer<O> {
             tracked.last_used = now;
             self.stats.bytes_read.add(outcome.bytes);
         }
-        if outcome.truncated {
+        if outcome.truncated || rewritten {
             self.stats.truncations.add(1);
             info!(message = "File truncated; reading it again from the start.", path = %tracked.file.path.display());
         }
-        let refresh =
-            outcome.truncated || (tracked.file.fingerprint.is_partial() && outcome.bytes > 0);
+        let refresh = outcome.truncated
+            || rewritten
+            || (tracked.file.fingerprint.is_partial() && outcome.bytes > 0);
         if refresh && let Ok(fingerprint) = Fingerprint::read(handle) {
             tracked.file = Arc::new(FileRef { fingerprint, ..(*tracked.file).clone() });
         }

@@ -1,0 +1,127 @@
+//! Driving the real `klaxon-agent` binary in end-to-end tests, and reading back what it
+//! shipped.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use aws_sdk_cloudwatchlogs::Client;
+
+use crate::LocalStack;
+
+/// The path of a workspace binary, built first if this test run did not build it
+/// (`cargo test -p klaxon-tests` builds only this crate's binaries).
+pub fn workspace_binary(name: &str) -> PathBuf {
+    static BUILD: Mutex<()> = Mutex::new(());
+    let exe = std::env::current_exe().unwrap_or_default();
+    let profile_dir = exe.parent().and_then(Path::parent).unwrap_or(Path::new("target/debug"));
+    let binary = profile_dir.join(name);
+    let _guard = BUILD.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    if !binary.exists() {
+        let cargo = option_env!("CARGO").unwrap_or("cargo");
+        let status = Command::new(cargo)
+            .args(["build", "--bin", name])
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .status()
+            .expect("run cargo build");
+        assert!(status.success(), "cargo build --bin {name} failed");
+    }
+    binary
+}
+
+/// A running `klaxon-agent --config FILE`, talking to a local stack.
+pub struct AgentProcess {
+    child: Child,
+    /// Where its stderr (the tracing log) goes.
+    pub log_path: PathBuf,
+}
+
+impl AgentProcess {
+    /// Starts the agent on `config`, its log appended to `log_path`.
+    pub fn start(stack: &LocalStack, config: &Path, log_path: &Path) -> AgentProcess {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(log_path)
+            .expect("open the agent log");
+        let mut command = Command::new(workspace_binary("klaxon-agent"));
+        command.arg("--config").arg(config).stdout(Stdio::null()).stderr(log);
+        stack.configure(&mut command);
+        command.env("RUST_LOG", "info");
+        let child = command.spawn().expect("start klaxon-agent");
+        AgentProcess { child, log_path: log_path.to_owned() }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// SIGTERM, then waits for the exit.
+    pub fn terminate(mut self) -> ExitStatus {
+        let pid = self.child.id().to_string();
+        let sent = Command::new("kill").args(["-TERM", &pid]).status().expect("run kill");
+        assert!(sent.success(), "kill -TERM {pid}");
+        self.child.wait().expect("wait for klaxon-agent")
+    }
+
+    /// SIGKILL: no chance to flush or save.
+    pub fn kill(mut self) {
+        self.child.kill().expect("SIGKILL klaxon-agent");
+        let _ = self.child.wait();
+    }
+
+    /// The agent's log so far, for assertion messages.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log_path).unwrap_or_default()
+    }
+}
+
+impl Drop for AgentProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Every message of one stream, from its start, in CloudWatch's order (all pages).
+pub async fn stream_messages(logs: &Client, group: &str, stream: &str) -> Vec<String> {
+    let mut messages = Vec::new();
+    let mut token: Option<String> = None;
+    loop {
+        let page = logs
+            .get_log_events()
+            .log_group_name(group)
+            .log_stream_name(stream)
+            .start_from_head(true)
+            .set_next_token(token.clone())
+            .send()
+            .await;
+        let Ok(page) = page else { return messages };
+        let events = page.events();
+        messages.extend(events.iter().filter_map(|e| e.message().map(str::to_owned)));
+        let next = page.next_forward_token().map(str::to_owned);
+        if events.is_empty() || next.is_none() || next == token {
+            return messages;
+        }
+        token = next;
+    }
+}
+
+/// Polls `check` every 500 ms until it is true or `timeout` passes; true if it held.
+pub async fn eventually<F, Fut>(timeout: Duration, mut check: F) -> bool
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = Instant::now() + timeout;
+    loop {
+        if check().await {
+            return true;
+        }
+        if Instant::now() >= deadline {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
