@@ -177,12 +177,12 @@ async fn every_line_survives_rotation_kill_outage_and_throttling() {
     writers[0].write(200_000 - writers.iter().map(|w| w.written.len()).sum::<usize>());
     assert_eq!(writers.iter().map(|w| w.written.len()).sum::<usize>(), 200_000);
 
-    for index in 0..3 {
-        let written = writers[index].written.len();
+    for (index, writer) in writers.iter().enumerate() {
+        let written = writer.written.len();
         let done =
             eventually(Duration::from_secs(120), || async { shipped(index).await >= written })
                 .await;
-        assert!(done, "{} incomplete:\n{}", writers[index].name, agent.log());
+        assert!(done, "{} incomplete:\n{}", writer.name, agent.log());
     }
     assert!(agent.terminate().success(), "clean stop");
 
