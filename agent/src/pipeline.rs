@@ -97,6 +97,7 @@ pub async fn run_logs<S: LogSink>(
         instance_id: names.instance_id,
         hostname: names.hostname,
         max_open_files: config.max_open_files,
+        max_buffer_bytes: config.max_buffer_bytes,
     };
     let rescan = Arc::new(AtomicBool::new(true));
     let (wake, woken) = std::sync::mpsc::sync_channel(1);

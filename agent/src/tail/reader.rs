@@ -118,6 +118,11 @@ impl LineReader {
         }
     }
 
+    /// The offset up to which lines were framed into events (a partial line excluded).
+    pub fn framed_offset(&self) -> u64 {
+        self.offset
+    }
+
     /// The offset up to which bytes were read, framed or not.
     pub fn read_offset(&self) -> u64 {
         match (self.long_line, self.long_line_scanned) {
@@ -144,7 +149,7 @@ impl LineReader {
             self.restart(clock, out);
             outcome.truncated = true;
         }
-        scratch.resize(READ_CHUNK_BYTES, 0);
+        scratch.resize(READ_CHUNK_BYTES.min(budget_bytes.max(1024)), 0);
         let chunk = scratch.as_mut_slice();
         while (outcome.bytes as usize) < budget_bytes {
             let progress = if self.long_line.is_some() {

@@ -34,7 +34,8 @@ const RESCAN_INTERVAL: Duration = Duration::from_secs(10);
 /// A rotated-away or deleted file is read this long after it stopped growing, for
 /// writers that still append to the old file before they reopen.
 const ORPHAN_GRACE: Duration = Duration::from_secs(2);
-/// Bytes read from one file before the server turns to the next.
+/// Bytes read from one file before the server turns to the next (at most a quarter of
+/// the memory budget, so one file's events never hold all of it).
 const READ_BUDGET_BYTES: usize = 1024 * 1024;
 
 /// A file as its events name it: what a checkpoint needs.
@@ -60,6 +61,8 @@ pub struct ServerSettings {
     pub instance_id: String,
     pub hostname: String,
     pub max_open_files: usize,
+    /// The memory budget of the pipeline, in bytes.
+    pub max_buffer_bytes: u64,
 }
 
 /// A file being followed.
@@ -251,7 +254,12 @@ impl<O: Outlet> FileServer<O> {
         });
         info!(message = "Following a file.", path = %path.display(), offset = start.offset, resumed = resumed.is_some());
         let file = FileRef { key, fingerprint, path: path.to_owned() };
+        let at_cap = self.open_count() >= self.settings.max_open_files;
         self.track(source_index, file, handle, start, now, metadata.len());
+        if at_cap && let Some(tracked) = self.files.get_mut(&key) {
+            // Within max_open_files: it is opened again when its turn comes.
+            tracked.handle = None;
+        }
     }
 
     /// The checkpointed position of a file, when its fingerprint says it is that file.
@@ -423,10 +431,11 @@ impl<O: Outlet> FileServer<O> {
         if rewritten {
             tracked.reader.restart(&mut tracked.clock, &mut events);
         }
+        let quarter = usize::try_from(self.settings.max_buffer_bytes / 4).unwrap_or(usize::MAX);
         let outcome = tracked.reader.read(
             handle,
             &mut self.scratch,
-            READ_BUDGET_BYTES,
+            READ_BUDGET_BYTES.min(quarter),
             now,
             &mut tracked.clock,
             &mut events,
@@ -499,7 +508,7 @@ impl<O: Outlet> FileServer<O> {
 
     /// The file vanished while closed, before it was read to its end: say what was lost.
     fn give_up(&mut self, tracked: &Tracked) -> Result<(), Stopping> {
-        let lost = tracked.last_size.saturating_sub(tracked.reader.read_offset());
+        let lost = tracked.last_size.saturating_sub(tracked.reader.framed_offset());
         if lost > 0 {
             self.stats.gaps.add(1);
             let path = tracked.file.path.display();

@@ -1,6 +1,7 @@
 //! End-to-end tests on the local AWS stack: one binary, a module per theme, so the
 //! slow build links once and `cargo test` runs everything in one invocation.
 
+mod agent_files;
 mod agent_input;
 mod agent_torture;
 mod demo;
