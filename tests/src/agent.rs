@@ -20,8 +20,10 @@ pub fn workspace_binary(name: &str) -> PathBuf {
     let _guard = BUILD.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
     if !binary.exists() {
         let cargo = option_env!("CARGO").unwrap_or("cargo");
+        let release = profile_dir.ends_with("release").then_some("--release");
         let status = Command::new(cargo)
             .args(["build", "--bin", name])
+            .args(release)
             .current_dir(env!("CARGO_MANIFEST_DIR"))
             .status()
             .expect("run cargo build");
