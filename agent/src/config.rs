@@ -9,6 +9,8 @@ use serde::{Deserialize, Deserializer};
 use toml::Spanned;
 
 use crate::diagnostic::{Problem, Problems};
+use crate::metrics::run::MetricsPlan;
+use crate::metrics::sample::SampleOptions;
 
 /// Where checkpoints live when the file does not say (systemd's StateDirectory).
 const DEFAULT_STATE_DIR: &str = "/var/lib/klaxon-agent";
@@ -53,6 +55,9 @@ pub struct AgentConfig {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct MetricsConfig {
+    /// False: no metrics at all (no heartbeat either).
+    #[serde(default = "default_true")]
+    pub enabled: bool,
     #[serde(default = "default_namespace")]
     pub namespace: String,
     /// How often to sample.
@@ -61,17 +66,92 @@ pub struct MetricsConfig {
     /// How often to send (samples go as Values/Counts).
     #[serde(default = "default_flush_interval", deserialize_with = "duration")]
     pub flush_interval: Duration,
+    /// Metric names to publish, or `["all"]`. Each one is billed per series.
+    #[serde(default = "default_measurements")]
+    pub measurements: Spanned<Vec<String>>,
+    /// Also one `cpu_usage_*` series per core.
+    #[serde(default)]
+    pub per_core: bool,
+    /// File system types whose mounts are not reported.
+    #[serde(default = "default_ignored_file_systems")]
+    pub ignore_file_system_types: Vec<String>,
+    /// Process names for `procstat_cpu_usage` and `procstat_memory_rss`.
+    #[serde(default)]
+    pub processes: Vec<String>,
+    /// Dimensions added from IMDS: `InstanceType`, `ImageId`, `AutoScalingGroupName`.
+    #[serde(default = "no_dimensions")]
+    pub append_dimensions: Spanned<Vec<String>>,
+    /// Dimension sets to publish rolled-up series for, e.g. `[["AutoScalingGroupName"], []]`.
+    #[serde(default = "no_dimension_sets")]
+    pub aggregation_dimensions: Spanned<Vec<Vec<String>>>,
+    /// The most custom metrics this host may publish; more is refused, never billed.
+    #[serde(default = "default_max_custom_metrics")]
+    pub max_custom_metrics: usize,
+    /// Unsent flushes are kept this long, then dropped (and counted).
+    #[serde(default = "default_spool_max_age", deserialize_with = "duration")]
+    pub spool_max_age: Duration,
 }
 
 impl Default for MetricsConfig {
     fn default() -> Self {
         MetricsConfig {
+            enabled: true,
             namespace: default_namespace(),
             sample_interval: default_sample_interval(),
             flush_interval: default_flush_interval(),
+            measurements: default_measurements(),
+            per_core: false,
+            ignore_file_system_types: default_ignored_file_systems(),
+            processes: Vec::new(),
+            append_dimensions: no_dimensions(),
+            aggregation_dimensions: no_dimension_sets(),
+            max_custom_metrics: default_max_custom_metrics(),
+            spool_max_age: default_spool_max_age(),
         }
     }
 }
+
+/// Every metric the agent can sample.
+pub const ALL_MEASUREMENTS: &[&str] = &[
+    "cpu_usage_active",
+    "cpu_usage_user",
+    "cpu_usage_system",
+    "cpu_usage_iowait",
+    "cpu_usage_idle",
+    "mem_used_percent",
+    "mem_used",
+    "mem_available",
+    "swap_used_percent",
+    "disk_used_percent",
+    "disk_free",
+    "diskio_read_bytes",
+    "diskio_write_bytes",
+    "net_bytes_sent",
+    "net_bytes_recv",
+    "net_packets_sent",
+    "net_packets_recv",
+    "net_err_in",
+    "net_err_out",
+    "load_1",
+    "load_5",
+    "load_15",
+    "processes_total",
+    "procstat_cpu_usage",
+    "procstat_memory_rss",
+];
+
+/// The frugal default: what on-call needs to see a sick web server, a few series a host.
+const DEFAULT_MEASUREMENTS: &[&str] = &[
+    "cpu_usage_active",
+    "mem_used_percent",
+    "swap_used_percent",
+    "disk_used_percent",
+    "procstat_cpu_usage",
+    "procstat_memory_rss",
+];
+
+/// Dimensions IMDS can add.
+const APPENDABLE_DIMENSIONS: &[&str] = &["InstanceType", "ImageId", "AutoScalingGroupName"];
 
 /// Where to begin a file seen for the first time when the agent starts.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
@@ -137,6 +217,33 @@ const fn default_sample_interval() -> Duration {
 const fn default_flush_interval() -> Duration {
     Duration::from_secs(60)
 }
+const fn default_true() -> bool {
+    true
+}
+fn default_measurements() -> Spanned<Vec<String>> {
+    Spanned::new(0..0, DEFAULT_MEASUREMENTS.iter().map(|m| (*m).to_owned()).collect())
+}
+fn default_ignored_file_systems() -> Vec<String> {
+    [
+        "tmpfs", "devtmpfs", "overlay", "squashfs", "proc", "sysfs", "cgroup", "cgroup2", "devpts",
+        "nsfs", "autofs", "ramfs", "efivarfs",
+    ]
+    .iter()
+    .map(|t| (*t).to_owned())
+    .collect()
+}
+fn no_dimensions() -> Spanned<Vec<String>> {
+    Spanned::new(0..0, Vec::new())
+}
+fn no_dimension_sets() -> Spanned<Vec<Vec<String>>> {
+    Spanned::new(0..0, Vec::new())
+}
+const fn default_max_custom_metrics() -> usize {
+    200
+}
+const fn default_spool_max_age() -> Duration {
+    Duration::from_secs(24 * 3600)
+}
 fn default_stream() -> Spanned<String> {
     Spanned::new(0..0, "{instance_id}".to_owned())
 }
@@ -187,10 +294,17 @@ pub struct ValidConfig {
     pub instance_id: Option<String>,
     pub max_buffer_bytes: u64,
     pub max_open_files: usize,
-    pub namespace: String,
-    pub sample_interval: Duration,
-    pub flush_interval: Duration,
+    /// None when `[metrics] enabled = false`.
+    pub metrics: Option<ValidMetrics>,
     pub logs: Vec<ValidLogSource>,
+}
+
+/// The checked `[metrics]` table.
+#[derive(Debug, Clone)]
+pub struct ValidMetrics {
+    pub plan: MetricsPlan,
+    pub append_dimensions: Vec<String>,
+    pub max_custom_metrics: usize,
 }
 
 impl ValidConfig {
@@ -221,6 +335,7 @@ impl ValidConfig {
             .map_err(|error| Problems(vec![Problem::from_toml(file, source, &error)]))?;
         let mut checker = Checker { file, source, access, problems: Vec::new() };
         let logs: Vec<_> = raw.logs.iter().map(|log| checker.log_source(log, &raw)).collect();
+        let metrics = checker.metrics(&raw.metrics);
         checker.check(
             *raw.max_open_files.get_ref() >= 1,
             raw.max_open_files.span(),
@@ -232,9 +347,7 @@ impl ValidConfig {
                 instance_id: raw.instance_id,
                 max_buffer_bytes: raw.max_buffer_bytes.into_inner(),
                 max_open_files: raw.max_open_files.into_inner(),
-                namespace: raw.metrics.namespace,
-                sample_interval: raw.metrics.sample_interval,
-                flush_interval: raw.metrics.flush_interval,
+                metrics,
                 logs: logs.into_iter().flatten().collect(),
             })
         } else {
@@ -360,6 +473,54 @@ impl Checker<'_> {
         }
     }
 
+    fn metrics(&mut self, metrics: &MetricsConfig) -> Option<ValidMetrics> {
+        let measurements = metrics.measurements.get_ref();
+        let all = measurements.iter().any(|m| m == "all");
+        for name in measurements.iter().filter(|m| *m != "all") {
+            self.check(
+                ALL_MEASUREMENTS.contains(&name.as_str()),
+                metrics.measurements.span(),
+                format!("measurements: unknown metric {name:?}"),
+            );
+        }
+        for name in metrics.append_dimensions.get_ref() {
+            self.check(
+                APPENDABLE_DIMENSIONS.contains(&name.as_str()),
+                metrics.append_dimensions.span(),
+                format!("append_dimensions: {name:?} is not one of {APPENDABLE_DIMENSIONS:?}"),
+            );
+        }
+        let sample_ok = metrics.sample_interval >= Duration::from_secs(1)
+            && metrics.flush_interval >= metrics.sample_interval;
+        self.check(
+            sample_ok,
+            0..0,
+            "[metrics] sample_interval must be at least 1s and flush_interval at least sample_interval",
+        );
+        let chosen: Vec<String> = if all {
+            ALL_MEASUREMENTS.iter().map(|m| (*m).to_owned()).collect()
+        } else {
+            measurements.clone()
+        };
+        metrics.enabled.then(|| ValidMetrics {
+            plan: MetricsPlan {
+                namespace: metrics.namespace.clone(),
+                sample_interval: metrics.sample_interval,
+                flush_interval: metrics.flush_interval,
+                options: SampleOptions {
+                    per_core: metrics.per_core,
+                    ignore_file_system_types: metrics.ignore_file_system_types.clone(),
+                    processes: metrics.processes.clone(),
+                },
+                measurements: chosen,
+                aggregations: metrics.aggregation_dimensions.get_ref().clone(),
+                spool_max_age: metrics.spool_max_age,
+            },
+            append_dimensions: metrics.append_dimensions.get_ref().clone(),
+            max_custom_metrics: metrics.max_custom_metrics,
+        })
+    }
+
     fn stream_template(&mut self, stream: &Spanned<String>) {
         let mut rest = stream.get_ref().as_str();
         let mut literal = String::new();
@@ -435,7 +596,9 @@ stream = "{instance_id}"
 "#;
         let config = ValidConfig::parse(Path::new("agent.toml"), source).expect("valid");
         assert_eq!(config.instance_id.as_deref(), Some("i-0abc"));
-        assert_eq!(config.flush_interval, Duration::from_secs(60));
+        let metrics = config.metrics.expect("metrics on by default");
+        assert_eq!(metrics.plan.flush_interval, Duration::from_secs(60));
+        assert_eq!(metrics.max_custom_metrics, 200);
         let log = &config.logs[0];
         assert_eq!(log.max_event_bytes, DEFAULT_MAX_EVENT_BYTES);
         assert_eq!(log.start_at, StartAt::Beginning);

@@ -5,6 +5,7 @@
 //! - [`config`]: the configuration file and its checks; [`diagnostic`]: FILE:LINE:COL.
 //! - [`tail`]: files to events (framing, rotation, checkpoints). No AWS SDK here.
 //! - [`ship`]: events to CloudWatch Logs (batches, retries, acknowledgements). No files here.
+//! - [`metrics`]: host metrics to CloudWatch (sampling, Values/Counts, spool, heartbeat).
 //! - [`budget`]: the memory budget between the two; [`stats`]: the agent's counters.
 //! - [`pipeline`]: wires them together and runs until told to stop.
 //! - [`instance`]: the instance id (override, IMDSv2, hostname); [`status`]: `--status`.
@@ -13,6 +14,7 @@ pub mod budget;
 pub mod config;
 pub mod diagnostic;
 pub mod instance;
+pub mod metrics;
 pub mod pipeline;
 pub mod ship;
 pub mod stats;

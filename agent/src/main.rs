@@ -1,5 +1,6 @@
 //! `klaxon-agent`: the command line of the daemon. The work is in the library.
 
+use std::collections::BTreeMap;
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -8,8 +9,15 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::Parser;
+use klaxon_agent::config::ALL_MEASUREMENTS;
 use klaxon_agent::config::ValidConfig;
-use klaxon_agent::instance::{Imds, hostname, resolve_instance_id};
+use klaxon_agent::instance::{Imds, hostname, resolve_host};
+use klaxon_agent::metrics::cost::{
+    MonthlyCost, PRICE_PER_METRIC_MONTH, PRICE_PER_THOUSAND_REQUESTS, biggest, count_series,
+    reference_agent_series,
+};
+use klaxon_agent::metrics::run::{MetricsLoop, MetricsPlan};
+use klaxon_agent::metrics::sink::CloudWatchMetrics;
 use klaxon_agent::pipeline::{HostNames, run_logs};
 use klaxon_agent::ship::sink::CloudWatchLogs;
 use klaxon_agent::stats::AgentStats;
@@ -57,7 +65,7 @@ fn main() -> ExitCode {
     let result = if cli.status {
         print_status(&config, &mut std::io::stdout().lock()).context("reading the state directory")
     } else if cli.cost {
-        Err(anyhow::anyhow!("--cost is not built yet"))
+        print_cost(&config)
     } else {
         serve(&cli.config, config)
     };
@@ -86,20 +94,78 @@ fn init_tracing(level: Option<&str>) {
 }
 
 fn check(path: &Path) -> ExitCode {
-    match ValidConfig::check(path) {
-        Ok(_) => {
-            println!("{}: ok", path.display());
-            ExitCode::SUCCESS
-        }
-        Err(problems) => {
-            println!("{problems}");
-            ExitCode::FAILURE
-        }
-    }
+    let problems = match ValidConfig::check(path) {
+        Ok(config) => match host_series(&config, &placeholder_host(&config)) {
+            Ok(_) => {
+                println!("{}: ok", path.display());
+                return ExitCode::SUCCESS;
+            }
+            Err(problem) => format!("{}:1:1: {problem}", path.display()),
+        },
+        Err(problems) => problems.to_string(),
+    };
+    println!("{problems}");
+    ExitCode::FAILURE
 }
 
-/// Why a run of the pipeline ended.
+/// The host's dimensions without asking IMDS, for `--check` and `--cost`.
+fn placeholder_host(config: &ValidConfig) -> Vec<(String, String)> {
+    let instance = config.instance_id.clone().unwrap_or_else(hostname);
+    let mut host = vec![("InstanceId".to_owned(), instance)];
+    if let Some(metrics) = &config.metrics {
+        host.extend(metrics.append_dimensions.iter().map(|d| (d.clone(), "?".to_owned())));
+    }
+    host
+}
+
+/// The custom metrics this host would publish per name, or why that is refused: more
+/// than `max_custom_metrics`, named with the biggest contributors.
+fn host_series(
+    config: &ValidConfig,
+    host: &[(String, String)],
+) -> Result<BTreeMap<String, usize>, String> {
+    let Some(metrics) = &config.metrics else { return Ok(BTreeMap::new()) };
+    let counts = count_series(&metrics.plan, host)?;
+    let total: usize = counts.values().sum();
+    if total > metrics.max_custom_metrics {
+        return Err(format!(
+            "this host would publish {total} custom metrics, over max_custom_metrics = {}: {}",
+            metrics.max_custom_metrics,
+            biggest(&counts, 5)
+        ));
+    }
+    Ok(counts)
+}
+
+fn print_cost(config: &ValidConfig) -> anyhow::Result<()> {
+    let Some(metrics) = &config.metrics else {
+        println!("metrics are disabled: no custom metrics, no PutMetricData calls");
+        return Ok(());
+    };
+    let host = placeholder_host(config);
+    let counts = host_series(config, &host).map_err(|problem| anyhow::anyhow!(problem))?;
+    for (name, count) in &counts {
+        println!("{name:<28} {count:>4}");
+    }
+    let ours = MonthlyCost::of(counts.values().sum(), metrics.plan.flush_interval);
+    let all_plan = MetricsPlan {
+        measurements: ALL_MEASUREMENTS.iter().map(|m| (*m).to_owned()).collect(),
+        ..metrics.plan.clone()
+    };
+    let all = count_series(&all_plan, &host).map_err(|problem| anyhow::anyhow!(problem))?;
+    let reference = MonthlyCost::of(reference_agent_series(&all), metrics.plan.flush_interval);
+    println!("klaxon-agent, this configuration, per host: {ours}");
+    println!("amazon-cloudwatch-agent \"Standard\" set, same interval:  {reference}");
+    println!(
+        "(list prices: ${PRICE_PER_METRIC_MONTH:.2} per metric-month, ${PRICE_PER_THOUSAND_REQUESTS:.2} per 1,000 requests; the agent's own klaxon_agent_* counters are fleet-wide, a dozen metrics per account)"
+    );
+    Ok(())
+}
+
+/// Why a run of the agent ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Ending {
+    Running,
     Stop,
     Reload,
 }
@@ -119,11 +185,14 @@ fn serve(path: &Path, mut config: ValidConfig) -> anyhow::Result<()> {
         let aws = aws_config::defaults(aws_config::BehaviorVersion::latest()).timeout_config(timeouts).load().await;
         let stats = Arc::new(AgentStats::default());
         loop {
-            let instance_id = resolve_instance_id(config.instance_id.as_deref(), imds).await;
-            info!(message = "Agent running.", %instance_id, files = config.logs.len());
-            let names = HostNames { instance_id, hostname: hostname() };
-            let sink = CloudWatchLogs::new(aws_sdk_cloudwatchlogs::Client::new(&aws));
-            let (ending_tx, ending_rx) = tokio::sync::oneshot::channel();
+            let append = config.metrics.as_ref().map(|m| m.append_dimensions.clone()).unwrap_or_default();
+            let host = resolve_host(config.instance_id.as_deref(), imds, &append).await;
+            host_series(&config, &host.dimensions).map_err(|problem| anyhow::anyhow!(problem))?;
+            info!(message = "Agent running.", instance_id = %host.instance_id, logs = config.logs.len());
+            let (ending_tx, ending_rx) = tokio::sync::watch::channel(Ending::Running);
+            let stopped = |mut ending: tokio::sync::watch::Receiver<Ending>| async move {
+                let _ = ending.wait_for(|e| *e != Ending::Running).await;
+            };
             let signals = async {
                 let ending = tokio::select! {
                     _ = terminate.recv() => Ending::Stop,
@@ -132,19 +201,33 @@ fn serve(path: &Path, mut config: ValidConfig) -> anyhow::Result<()> {
                 };
                 let _ = ending_tx.send(ending);
             };
-            run_logs(&config, names, sink, Arc::clone(&stats), signals).await?;
-            match ending_rx.await.unwrap_or(Ending::Stop) {
-                Ending::Stop => {
-                    info!(message = "Agent stopped.", events_sent = stats.events_sent.get(), retries = stats.retries.get());
-                    return Ok(());
+            let names = HostNames { instance_id: host.instance_id.clone(), hostname: hostname() };
+            let sink = CloudWatchLogs::new(aws_sdk_cloudwatchlogs::Client::new(&aws));
+            let logs = run_logs(&config, names, sink, Arc::clone(&stats), stopped(ending_rx.clone()));
+            let metrics = async {
+                let Some(metrics) = &config.metrics else { return Ok(()) };
+                let sink = CloudWatchMetrics::new(aws_sdk_cloudwatch::Client::new(&aws));
+                let plan = metrics.plan.clone();
+                let metrics_loop =
+                    MetricsLoop::new(plan, host.dimensions.clone(), sink, &config.state_dir, Arc::clone(&stats))
+                        .map_err(|problem| anyhow::anyhow!(problem))?;
+                metrics_loop.run(stopped(ending_rx.clone())).await;
+                Ok::<(), anyhow::Error>(())
+            };
+            let (logs, metrics, ()) = tokio::join!(logs, metrics, signals);
+            logs?;
+            metrics?;
+            let ending = *ending_rx.borrow();
+            if ending != Ending::Reload {
+                info!(message = "Agent stopped.", events_sent = stats.events_sent.get(), retries = stats.retries.get());
+                return Ok(());
+            }
+            match ValidConfig::load(path) {
+                Ok(new) => {
+                    info!(message = "Configuration reloaded.");
+                    config = new;
                 }
-                Ending::Reload => match ValidConfig::load(path) {
-                    Ok(new) => {
-                        info!(message = "Configuration reloaded.");
-                        config = new;
-                    }
-                    Err(problems) => error!(message = "Reload refused; keeping the running configuration.", %problems),
-                },
+                Err(problems) => error!(message = "Reload refused; keeping the running configuration.", %problems),
             }
         }
     })

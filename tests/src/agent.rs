@@ -42,6 +42,16 @@ pub struct AgentProcess {
 impl AgentProcess {
     /// Starts the agent on `config`, its log appended to `log_path`.
     pub fn start(stack: &LocalStack, config: &Path, log_path: &Path) -> AgentProcess {
+        Self::start_with(stack, config, log_path, &[])
+    }
+
+    /// Like [`AgentProcess::start`], with environment variables set after the stack's.
+    pub fn start_with(
+        stack: &LocalStack,
+        config: &Path,
+        log_path: &Path,
+        env: &[(&str, &str)],
+    ) -> AgentProcess {
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -51,6 +61,7 @@ impl AgentProcess {
         command.arg("--config").arg(config).stdout(Stdio::null()).stderr(log);
         stack.configure(&mut command);
         command.env("RUST_LOG", "info");
+        command.envs(env.iter().copied());
         let child = command.spawn().expect("start klaxon-agent");
         AgentProcess { child, log_path: log_path.to_owned() }
     }

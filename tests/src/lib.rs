@@ -10,11 +10,13 @@
 //! - [`python_env`]: builds the pinned virtualenv once per machine.
 //! - [`stack`]: the handle a test holds, with fault injection and request statistics.
 //! - [`agent`]: runs the real `klaxon-agent` binary and reads back what it shipped.
+//! - [`metrics`]: reads CloudWatch metrics back for assertions.
 //! - [`inbox`]: an SNS topic with a subscribed SQS queue, where alerts are read back.
 //! - `tests/e2e/`: the end-to-end tests, one binary, a module per theme.
 
 pub mod agent;
 pub mod inbox;
+pub mod metrics;
 pub mod python_env;
 pub mod stack;
 

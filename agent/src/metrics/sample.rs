@@ -67,18 +67,18 @@ pub struct HostSampler {
 }
 
 impl HostSampler {
-    pub fn new(options: SampleOptions) -> Self {
-        let mut sampler = HostSampler {
+    /// A sampler, or why this system cannot be sampled.
+    pub fn new(options: SampleOptions) -> Result<Self, String> {
+        let unsupported = |error: sysinfo::Error| format!("cannot sample this host: {error}");
+        Ok(HostSampler {
             options,
-            system: System::new(),
-            disks: Disks::new_with_refreshed_list(),
-            networks: Networks::new_with_refreshed_list(),
-            cpu_before: HashMap::new(),
+            system: System::new().map_err(unsupported)?,
+            disks: Disks::new_with_refreshed_list().map_err(unsupported)?,
+            networks: Networks::new_with_refreshed_list().map_err(unsupported)?,
+            cpu_before: read_cpu_times(),
             last_sample: Instant::now(),
             skipped: 0,
-        };
-        sampler.cpu_before = read_cpu_times();
-        sampler
+        })
     }
 
     /// Takes one sample of everything.
@@ -128,8 +128,11 @@ impl HostSampler {
                 continue;
             };
             let share = |part: u64| 100.0 * part as f64 / delta.total as f64;
-            let dimensions =
-                if whole { vec![("cpu", "cpu-total".to_owned())] } else { vec![("cpu", name.clone())] };
+            let dimensions = if whole {
+                vec![("cpu", "cpu-total".to_owned())]
+            } else {
+                vec![("cpu", name.clone())]
+            };
             let idle = share(delta.idle);
             let iowait = share(delta.iowait);
             push(out, "cpu_usage_active", Unit::Percent, dimensions.clone(), 100.0 - idle - iowait);
@@ -159,7 +162,7 @@ impl HostSampler {
         self.disks.refresh(true);
         for disk in &self.disks {
             let fstype = disk.file_system().to_string_lossy().into_owned();
-            if self.options.ignore_file_system_types.iter().any(|t| *t == fstype) {
+            if self.options.ignore_file_system_types.contains(&fstype) {
                 continue;
             }
             let path = disk.mount_point().display().to_string();
@@ -187,7 +190,7 @@ impl HostSampler {
             if interface == "lo" {
                 continue;
             }
-            let dimensions = vec![("interface", interface.clone())];
+            let dimensions = vec![("interface", interface.to_string_lossy().into_owned())];
             let rate = |value: u64| value as f64 / elapsed;
             let figures = [
                 ("net_bytes_sent", Unit::BytesPerSecond, data.transmitted()),
@@ -284,7 +287,10 @@ mod tests {
         let before = parse_cpu_times("cpu  100 0 50 800 50 0 0 0 0 0\ncpu0 1 0 1 1 1 0 0 0\n");
         let after = parse_cpu_times("cpu  160 0 70 880 90 0 0 0 0 0\n");
         let delta = after["cpu"].since(&before["cpu"]).expect("delta");
-        assert_eq!((delta.user, delta.system, delta.idle, delta.iowait, delta.total), (60, 20, 80, 40, 200));
+        assert_eq!(
+            (delta.user, delta.system, delta.idle, delta.iowait, delta.total),
+            (60, 20, 80, 40, 200)
+        );
         let backwards = before["cpu"].since(&after["cpu"]);
         assert!(backwards.is_none(), "a counter that went backwards is no datum");
     }
@@ -294,10 +300,17 @@ mod tests {
         let mut sampler = HostSampler::new(SampleOptions {
             ignore_file_system_types: vec!["tmpfs".into(), "overlay".into()],
             ..SampleOptions::default()
-        });
+        })
+        .expect("Linux can be sampled");
         std::thread::sleep(std::time::Duration::from_millis(50));
         let samples = sampler.sample();
-        for name in ["cpu_usage_active", "mem_used_percent", "swap_used_percent", "load_1", "processes_total"] {
+        for name in [
+            "cpu_usage_active",
+            "mem_used_percent",
+            "swap_used_percent",
+            "load_1",
+            "processes_total",
+        ] {
             assert!(samples.iter().any(|s| s.name == name), "{name} missing");
         }
         assert!(samples.iter().all(|s| s.value.is_finite()));

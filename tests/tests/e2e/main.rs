@@ -3,6 +3,7 @@
 
 mod agent_files;
 mod agent_input;
+mod agent_metrics;
 mod agent_torture;
 mod demo;
 mod stack_faults;

@@ -1,0 +1,164 @@
+//! The metrics loop: sample every `sample_interval`, flush every `flush_interval` (one
+//! PutMetricData call for the default set), the heartbeat with every flush and the
+//! goodbye (heartbeat 0) on a clean stop; failed flushes spooled and back-filled.
+//! It shares no queue with the log pipeline: a log backlog never delays metrics.
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use tokio::time::{Instant, MissedTickBehavior, interval_at};
+use tracing::{debug, warn};
+
+use super::sample::{HostSampler, SampleOptions, Unit};
+use super::series::{Datum, FlushWindow, SeriesKey};
+use super::sink::MetricSink;
+use super::spool::Spool;
+use crate::stats::AgentStats;
+use crate::tail::timestamp::unix_ms;
+
+/// The heartbeat: 1 with every flush, 0 once on a clean stop.
+pub const HEARTBEAT: &str = "klaxon_heartbeat";
+/// How long the goodbye flush may take before it is spooled instead.
+const GOODBYE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// What the metrics loop publishes, and how often.
+#[derive(Debug, Clone)]
+pub struct MetricsPlan {
+    pub namespace: String,
+    pub sample_interval: Duration,
+    pub flush_interval: Duration,
+    pub options: SampleOptions,
+    /// Metric names published (all others are sampled but not sent).
+    pub measurements: Vec<String>,
+    pub aggregations: Vec<Vec<String>>,
+    pub spool_max_age: Duration,
+}
+
+/// The metrics loop of one agent run.
+pub struct MetricsLoop<S: MetricSink> {
+    plan: MetricsPlan,
+    /// InstanceId and the appended dimensions.
+    host: Vec<(String, String)>,
+    sink: S,
+    spool: Spool,
+    stats: Arc<AgentStats>,
+    sampler: HostSampler,
+    window: FlushWindow,
+    reported: Vec<u64>,
+}
+
+impl<S: MetricSink> MetricsLoop<S> {
+    pub fn new(
+        plan: MetricsPlan,
+        host: Vec<(String, String)>,
+        sink: S,
+        state_dir: &std::path::Path,
+        stats: Arc<AgentStats>,
+    ) -> Result<Self, String> {
+        let sampler = HostSampler::new(plan.options.clone())?;
+        Ok(MetricsLoop {
+            plan,
+            host,
+            sink,
+            spool: Spool::new(state_dir),
+            stats,
+            sampler,
+            window: FlushWindow::default(),
+            reported: Vec::new(),
+        })
+    }
+
+    /// Runs until `shutdown` completes, then says goodbye.
+    pub async fn run(mut self, shutdown: impl std::future::Future<Output = ()>) {
+        let start = Instant::now();
+        let mut sample_tick =
+            interval_at(start + self.plan.sample_interval, self.plan.sample_interval);
+        let mut flush_tick =
+            interval_at(start + self.plan.flush_interval, self.plan.flush_interval);
+        sample_tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        flush_tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        tokio::pin!(shutdown);
+        loop {
+            tokio::select! {
+                _ = sample_tick.tick() => self.sample(),
+                _ = flush_tick.tick() => self.flush(1.0).await,
+                () = &mut shutdown => break,
+            }
+        }
+        if tokio::time::timeout(GOODBYE_TIMEOUT, self.flush(0.0)).await.is_err() {
+            warn!(message = "The goodbye flush timed out.");
+        }
+    }
+
+    fn sample(&mut self) {
+        let mut samples = self.sampler.sample();
+        samples.retain(|sample| self.plan.measurements.iter().any(|m| m == sample.name));
+        self.window.add(&samples, &self.host);
+    }
+
+    /// Sends this window's datums, after any spooled ones; spools them if CloudWatch
+    /// does not take them.
+    pub async fn flush(&mut self, heartbeat: f64) {
+        let now_ms = unix_ms(SystemTime::now());
+        let mut datums = self.window.take_datums(now_ms, &self.plan.aggregations);
+        datums.extend(self.own_datums(now_ms, heartbeat));
+        let oldest =
+            now_ms - i64::try_from(self.plan.spool_max_age.as_millis()).unwrap_or(i64::MAX);
+        let dropped = self.spool.prune(oldest);
+        if dropped > 0 {
+            self.stats.metrics_dropped.add(dropped as u64);
+            warn!(
+                message = "Spooled metrics older than the spool's age were dropped.",
+                datums = dropped
+            );
+        }
+        for path in self.spool.pending() {
+            let spooled = self.spool.load(&path);
+            if let Err(error) = self.sink.put(&self.plan.namespace, &spooled).await {
+                debug!(message = "CloudWatch still unavailable; spooling.", %error);
+                self.keep(now_ms, &datums);
+                return;
+            }
+            let _ = self.spool.remove(&path);
+        }
+        if let Err(error) = self.sink.put(&self.plan.namespace, &datums).await {
+            warn!(message = "PutMetricData failed; the flush is spooled.", %error);
+            self.keep(now_ms, &datums);
+        }
+    }
+
+    fn keep(&self, now_ms: i64, datums: &[Datum]) {
+        if let Err(error) = self.spool.save(now_ms, datums) {
+            warn!(message = "Cannot spool metrics; they are lost.", %error);
+            self.stats.metrics_dropped.add(datums.len() as u64);
+        }
+    }
+
+    /// The heartbeat (per host) and the agent's own counters (fleet-wide: summed over
+    /// hosts, so they cost a fixed handful of metrics, not a handful per host).
+    fn own_datums(&mut self, now_ms: i64, heartbeat: f64) -> Vec<Datum> {
+        let mut own = FlushWindow::default();
+        let instance: Vec<(String, String)> =
+            self.host.iter().filter(|(name, _)| name == "InstanceId").cloned().collect();
+        let key = |name: &str, unit: Unit, dimensions: Vec<(String, String)>| SeriesKey {
+            name: name.to_owned(),
+            unit,
+            dimensions,
+        };
+        own.add_value(key(HEARTBEAT, Unit::None, instance), heartbeat);
+        self.stats.metric_values_skipped.set(self.sampler.skipped);
+        let counters = self.stats.counters();
+        self.reported.resize(counters.len(), 0);
+        for ((name, value), reported) in counters.iter().zip(self.reported.iter_mut()) {
+            let delta = value.saturating_sub(*reported);
+            *reported = *value;
+            if delta > 0 {
+                own.add_value(
+                    key(&format!("klaxon_agent_{name}"), Unit::Count, vec![]),
+                    delta as f64,
+                );
+            }
+        }
+        own.take_datums(now_ms, &[])
+    }
+}

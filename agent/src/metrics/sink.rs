@@ -1,0 +1,74 @@
+//! Where metric datums go: the [`MetricSink`] trait and its CloudWatch implementation
+//! (PutMetricData, at most 1,000 datums a call; the SDK gzips large requests).
+
+use std::future::Future;
+
+use aws_sdk_cloudwatch::primitives::DateTime;
+use aws_sdk_cloudwatch::types::{Dimension, MetricDatum, StandardUnit};
+
+use super::sample::Unit;
+use super::series::Datum;
+
+/// PutMetricData's limit on datums in one call.
+pub const MAX_DATUMS_PER_CALL: usize = 1000;
+
+/// Sends datums to a namespace; an error means nothing of this call was stored.
+pub trait MetricSink: Send + Sync + 'static {
+    fn put(
+        &self,
+        namespace: &str,
+        datums: &[Datum],
+    ) -> impl Future<Output = Result<(), String>> + Send;
+}
+
+/// CloudWatch metrics through the AWS SDK.
+#[derive(Debug, Clone)]
+pub struct CloudWatchMetrics {
+    client: aws_sdk_cloudwatch::Client,
+}
+
+impl CloudWatchMetrics {
+    pub fn new(client: aws_sdk_cloudwatch::Client) -> Self {
+        CloudWatchMetrics { client }
+    }
+}
+
+impl MetricSink for CloudWatchMetrics {
+    async fn put(&self, namespace: &str, datums: &[Datum]) -> Result<(), String> {
+        for chunk in datums.chunks(MAX_DATUMS_PER_CALL) {
+            let data = chunk.iter().map(to_sdk).collect();
+            self.client
+                .put_metric_data()
+                .namespace(namespace)
+                .set_metric_data(Some(data))
+                .send()
+                .await
+                .map_err(|error| {
+                    aws_sdk_cloudwatch::error::DisplayErrorContext(error).to_string()
+                })?;
+        }
+        Ok(())
+    }
+}
+
+fn to_sdk(datum: &Datum) -> MetricDatum {
+    let dimensions = datum
+        .dimensions
+        .iter()
+        .map(|(name, value)| Dimension::builder().name(name).value(value).build());
+    MetricDatum::builder()
+        .metric_name(&datum.name)
+        .set_dimensions(Some(dimensions.collect()))
+        .timestamp(DateTime::from_millis(datum.timestamp_ms))
+        .set_values(Some(datum.values.clone()))
+        .set_counts(Some(datum.counts.clone()))
+        .unit(match datum.unit {
+            Unit::Percent => StandardUnit::Percent,
+            Unit::Bytes => StandardUnit::Bytes,
+            Unit::BytesPerSecond => StandardUnit::BytesSecond,
+            Unit::Count => StandardUnit::Count,
+            Unit::CountPerSecond => StandardUnit::CountSecond,
+            Unit::None => StandardUnit::None,
+        })
+        .build()
+}
