@@ -30,3 +30,48 @@ fn a_missing_config_or_an_unknown_flag_is_a_usage_error() {
     assert_eq!(agent(&["--config", "a.toml", "--bogus"]).status.code(), Some(2));
     assert_eq!(agent(&["--config", "a.toml", "--check", "--status"]).status.code(), Some(2));
 }
+
+fn config_file(text: &str) -> tempfile::NamedTempFile {
+    let mut file = tempfile::NamedTempFile::new().expect("temp file");
+    std::io::Write::write_all(&mut file, text.as_bytes()).expect("write");
+    file
+}
+
+#[test]
+fn check_prints_every_problem_located_and_exits_1() {
+    let file = config_file("[[logs]]\npath = \"relative.log\"\ngroup = \"bad group\"\n");
+    let path = file.path().to_str().expect("path");
+    let output = agent(&["--config", path, "--check"]);
+    assert_eq!(output.status.code(), Some(1));
+    let printed = String::from_utf8_lossy(&output.stdout);
+    let lines: Vec<&str> = printed.lines().collect();
+    assert_eq!(lines.len(), 2, "{printed}");
+    assert!(
+        lines[0].starts_with(&format!("{path}:2:8: path \"relative.log\" is not absolute")),
+        "{printed}"
+    );
+    assert!(lines[1].starts_with(&format!("{path}:3:9: group \"bad group\"")), "{printed}");
+}
+
+#[test]
+fn a_host_over_max_custom_metrics_is_refused_with_the_biggest_contributors() {
+    let file = config_file("[metrics]\nmax_custom_metrics = 2\n");
+    let path = file.path().to_str().expect("path");
+    let output = agent(&["--config", path, "--check"]);
+    assert_eq!(output.status.code(), Some(1));
+    let printed = String::from_utf8_lossy(&output.stdout);
+    assert!(printed.contains("custom metrics, over max_custom_metrics = 2:"), "{printed}");
+    assert!(printed.contains("cpu_usage_active 1"), "{printed}");
+}
+
+#[test]
+fn cost_prints_the_monthly_price_next_to_the_reference_agent() {
+    let file = config_file("[metrics]\nflush_interval = \"60s\"\n");
+    let path = file.path().to_str().expect("path");
+    let output = agent(&["--config", path, "--cost"]);
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let printed = String::from_utf8_lossy(&output.stdout);
+    assert!(printed.contains("klaxon-agent, this configuration, per host:"), "{printed}");
+    assert!(printed.contains("43200 PutMetricData calls"), "one call per flush: {printed}");
+    assert!(printed.contains("amazon-cloudwatch-agent \"Standard\" set"), "{printed}");
+}

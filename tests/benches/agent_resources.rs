@@ -5,7 +5,11 @@
 //! - steady: 1,000 lines/s of 150 bytes for `BENCH_STEADY_SECONDS` (default 60): CPU
 //!   as a share of one core, and peak RSS;
 //! - backlog: `BENCH_BACKLOG_MB` (default 1024) of lines written during an outage, then
-//!   drained: the drain time and the peak RSS (memory stays bounded by the budget).
+//!   drained: the drain time and the peak RSS (memory stays bounded by the budget);
+//! - metrics: the default metrics only (10 s samples, 60 s flushes) for
+//!   `BENCH_METRICS_SECONDS` (default 600): CPU share, peak RSS, PutMetricData calls.
+//!
+//! `BENCH_SKIP_STEADY`, `BENCH_SKIP_BACKLOG`, `BENCH_SKIP_METRICS` leave a part out.
 
 use std::io::Write;
 use std::path::Path;
@@ -120,8 +124,38 @@ fn backlog(stack: &LocalStack) {
     assert!(agent.terminate().success());
 }
 
+fn metrics_only(stack: &LocalStack) {
+    let seconds = env_number("BENCH_METRICS_SECONDS", 600);
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("agent.toml");
+    let text = format!(
+        "state_dir = \"{}\"\ninstance_id = \"i-bench\"\n",
+        dir.path().join("state").display()
+    );
+    std::fs::write(&path, text).expect("config");
+    let calls_before = stack.stats().expect("stats").requests_for("monitoring.PutMetricData");
+    let agent = AgentProcess::start(stack, &path, &dir.path().join("agent.log"));
+    std::thread::sleep(Duration::from_secs(2));
+    let (cpu_start, started) = (cpu_seconds(agent.pid()), Instant::now());
+    let mut peak_rss: f64 = 0.0;
+    while started.elapsed() < Duration::from_secs(seconds) {
+        peak_rss = peak_rss.max(status_mib(agent.pid(), "VmRSS:"));
+        std::thread::sleep(Duration::from_secs(1));
+    }
+    let cpu = (cpu_seconds(agent.pid()) - cpu_start) / started.elapsed().as_secs_f64() * 100.0;
+    assert!(agent.terminate().success());
+    let calls =
+        stack.stats().expect("stats").requests_for("monitoring.PutMetricData") - calls_before;
+    println!(
+        "metrics: default set, 10 s samples, 60 s flushes, {seconds} s: agent CPU {cpu:.3}% of a core, peak RSS {peak_rss:.1} MiB, {calls} PutMetricData calls (goodbye included)"
+    );
+}
+
 fn main() {
     let stack = LocalStack::start().expect("local AWS stack");
+    if std::env::var_os("BENCH_SKIP_METRICS").is_none() {
+        metrics_only(&stack);
+    }
     if std::env::var_os("BENCH_SKIP_STEADY").is_none() {
         steady(&stack);
     }

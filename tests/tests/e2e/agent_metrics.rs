@@ -178,44 +178,26 @@ async fn a_two_minute_outage_leaves_no_gap_across_a_restart_and_sigkill_sends_no
     stack.set_outage(false).expect("recovery");
     let host = [("InstanceId", "i-outage")];
     let window = began.elapsed() + Duration::from_secs(20);
+    let heartbeats = |stat: &'static str| {
+        let cloudwatch = cloudwatch.clone();
+        async move {
+            let ten_seconds = Duration::from_secs(10);
+            statistic(&cloudwatch, "klaxon_heartbeat", &host, stat, ten_seconds, window).await
+        }
+    };
     let backfilled = eventually(Duration::from_secs(60), || async {
-        let points = statistic(
-            &cloudwatch,
-            "klaxon_heartbeat",
-            &host,
-            "SampleCount",
-            Duration::from_secs(10),
-            window,
-        )
-        .await;
-        points.len() >= 13
+        heartbeats("SampleCount").await.len() >= 13
     })
     .await;
     assert!(backfilled, "the spool was not sent:\n{}", agent.log());
     agent.kill();
 
-    let points = statistic(
-        &cloudwatch,
-        "klaxon_heartbeat",
-        &host,
-        "SampleCount",
-        Duration::from_secs(10),
-        window,
-    )
-    .await;
+    let points = heartbeats("SampleCount").await;
     let stamps: Vec<i64> = points.iter().map(|p| p.0).collect();
     let gaps: Vec<_> = stamps.windows(2).filter(|w| w[1] - w[0] > 10).collect();
     assert!(gaps.is_empty(), "10 s buckets without a heartbeat: {gaps:?} in {stamps:?}");
     assert!(stamps.len() >= 13, "two minutes and more of heartbeats: {stamps:?}");
-    let values = statistic(
-        &cloudwatch,
-        "klaxon_heartbeat",
-        &host,
-        "Minimum",
-        Duration::from_secs(10),
-        window,
-    )
-    .await;
+    let values = heartbeats("Minimum").await;
     let goodbyes = values.iter().filter(|p| p.1 == 0.0).count();
     assert_eq!(goodbyes, 1, "one goodbye (the clean stop), none for the SIGKILL: {values:?}");
 }
