@@ -4,6 +4,8 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::Parser;
+use klaxon_aggregator::config::AggregatorConfig;
+use klaxon_aggregator::rules::check::{load_rules, rule_files};
 
 /// Evaluates rule files against CloudWatch and sends grouped, deduplicated,
 /// rate-limited alerts through SNS.
@@ -24,11 +26,30 @@ struct Cli {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if cli.check {
+        return check(&cli.config);
+    }
     eprintln!(
-        "klaxon-aggregator: {} with {} (log level {}) is not built yet",
-        if cli.check { "--check" } else { "running" },
+        "klaxon-aggregator: running with {} (log level {}) is not built yet; --check is",
         cli.config.display(),
         cli.log_level.as_deref().unwrap_or("from RUST_LOG")
     );
     ExitCode::FAILURE
+}
+
+/// Checks the configuration and the rules it names; prints every problem.
+fn check(path: &std::path::Path) -> ExitCode {
+    let checked = AggregatorConfig::load(path)
+        .and_then(|config| rule_files(std::slice::from_ref(&config.rules)))
+        .and_then(|files| load_rules(&files).map(|rules| (files.len(), rules.len())));
+    match checked {
+        Ok((files, rules)) => {
+            println!("{}: ok ({rules} rules in {files} files)", path.display());
+            ExitCode::SUCCESS
+        }
+        Err(problems) => {
+            println!("{problems}");
+            ExitCode::FAILURE
+        }
+    }
 }

@@ -75,3 +75,43 @@ fn usage_errors_exit_2() {
     );
     assert_eq!(run(AGGREGATOR, &[]).status.code(), Some(2));
 }
+
+#[test]
+fn the_shipped_rules_pass_rules_check() {
+    let rules = concat!(env!("CARGO_MANIFEST_DIR"), "/../rules");
+    let output = run(KLAXON, &["rules", "check", rules]);
+    let printed = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{printed}");
+    assert!(printed.contains("rules in 5 files: ok"), "{printed}");
+}
+
+#[test]
+fn rules_check_prints_located_problems_and_exits_1() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let file = dir.path().join("bad.toml");
+    std::fs::write(&file, "[[rule]]\nname = \"X\"\nkind = \"log\"\nseverity = \"warning\"\nsummary = \"s\"\nlog_group = \"/g\"\npattern = \"ERROR\"\nwindow = \"5m\"\nwhen = \"lots\"\n")
+        .expect("write");
+    let output = run(KLAXON, &["rules", "check", dir.path().to_str().expect("path")]);
+    assert_eq!(output.status.code(), Some(1));
+    let printed = String::from_utf8_lossy(&output.stdout);
+    let expected =
+        format!("{}:9:8: rule \"X\": when: \"lots\" must start with one of", file.display());
+    assert!(printed.starts_with(&expected), "{printed}");
+}
+
+#[test]
+fn aggregator_check_validates_its_config_and_rules() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let rules = concat!(env!("CARGO_MANIFEST_DIR"), "/../rules");
+    let config = dir.path().join("aggregator.toml");
+    std::fs::write(&config, format!("rules = \"{rules}\"\n[[route]]\ntopic_arn = \"arn:aws:sns:us-east-1:123456789012:oncall\"\n"))
+        .expect("write");
+    let output = run(AGGREGATOR, &["--config", config.to_str().expect("path"), "--check"]);
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stdout));
+    std::fs::write(&config, "rules = \"missing-folder\"\nevaluation_interval = \"often\"\n")
+        .expect("write");
+    let output = run(AGGREGATOR, &["--config", config.to_str().expect("path"), "--check"]);
+    assert_eq!(output.status.code(), Some(1));
+    let printed = String::from_utf8_lossy(&output.stdout);
+    assert!(printed.contains("aggregator.toml:2:23: invalid duration \"often\""), "{printed}");
+}

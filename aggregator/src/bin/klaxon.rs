@@ -4,6 +4,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
+use klaxon_aggregator::rules::check::{load_rules, rule_files};
 
 /// Check and test rules, silence and list alerts, query and verify shipped logs.
 #[derive(Debug, Parser)]
@@ -167,6 +168,27 @@ enum Format {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    eprintln!("klaxon: {:?} is not built yet", cli.command);
-    ExitCode::FAILURE
+    match cli.command {
+        Command::Rules(RulesCommand::Check { paths }) => check_rules(&paths),
+        other => {
+            eprintln!("klaxon: {other:?} is not built yet");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// `klaxon rules check`: every problem as FILE:LINE:COL with the rule name; exit 0 or 1.
+fn check_rules(paths: &[PathBuf]) -> ExitCode {
+    let checked =
+        rule_files(paths).and_then(|files| load_rules(&files).map(|rules| (files.len(), rules)));
+    match checked {
+        Ok((files, rules)) => {
+            println!("{} rules in {files} files: ok", rules.len());
+            ExitCode::SUCCESS
+        }
+        Err(problems) => {
+            println!("{problems}");
+            ExitCode::FAILURE
+        }
+    }
 }

@@ -1,0 +1,14 @@
+//! klaxon-aggregator: evaluates rule files against CloudWatch and alerts on-call people
+//! through SNS; also the `klaxon` command line for operators and auditors.
+//!
+//! # Layout
+//! - [`config`]: the aggregator's configuration file.
+//! - [`rules`]: rule files, their model and `klaxon rules check`.
+//! - [`diagnostic`]: problems located as FILE:LINE:COL.
+
+pub mod config;
+// The agent's diagnostics, compiled here too: one definition of FILE:LINE:COL for both
+// daemons, without a crate of its own for thirty lines.
+#[path = "../../agent/src/diagnostic.rs"]
+pub mod diagnostic;
+pub mod rules;
