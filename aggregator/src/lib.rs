@@ -4,6 +4,7 @@
 //! # Layout
 //! - [`config`]: the aggregator's configuration file.
 //! - [`rules`]: rule files, their model and `klaxon rules check`.
+//! - [`engine`]: series states (pending, firing, resolved), pure.
 //! - [`diagnostic`]: problems located as FILE:LINE:COL.
 
 pub mod config;
@@ -11,4 +12,5 @@ pub mod config;
 // daemons, without a crate of its own for thirty lines.
 #[path = "../../agent/src/diagnostic.rs"]
 pub mod diagnostic;
+pub mod engine;
 pub mod rules;

@@ -115,3 +115,30 @@ fn aggregator_check_validates_its_config_and_rules() {
     let printed = String::from_utf8_lossy(&output.stdout);
     assert!(printed.contains("aggregator.toml:2:23: invalid duration \"often\""), "{printed}");
 }
+
+#[test]
+fn the_shipped_rule_tests_pass() {
+    let rules = concat!(env!("CARGO_MANIFEST_DIR"), "/../rules");
+    let output = run(KLAXON, &["rules", "test", rules]);
+    let printed = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{printed}");
+    assert!(printed.contains(" 0 failed, in 5 test files"), "{printed}");
+}
+
+#[test]
+fn a_failing_rule_test_prints_expected_and_got() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let rules = concat!(env!("CARGO_MANIFEST_DIR"), "/../rules/hosts.toml");
+    std::fs::write(
+        dir.path().join("wrong.test.toml"),
+        format!(
+            "rule_files = [\"{rules}\"]\n[[test]]\nname = \"wrong\"\n[[test.series]]\nmetric = \"mem_used_percent\"\nlabels = {{ InstanceId = \"i-9\" }}\nvalues = \"99x3\"\n[[test.expect]]\nat = \"2m\"\nrule = \"HighMemory\"\nfiring = [{{ labels = {{ InstanceId = \"i-9\" }} }}]\n"
+        ),
+    )
+    .expect("write");
+    let output = run(KLAXON, &["rules", "test", dir.path().to_str().expect("path")]);
+    assert_eq!(output.status.code(), Some(1));
+    let printed = String::from_utf8_lossy(&output.stdout);
+    assert!(printed.contains("rule HighMemory at 2m (firing):\n  expected:\n    ExpectedAlert { labels: {\"InstanceId\": \"i-9\"}, summary: None }\n  got:\n"), "{printed}");
+    assert!(printed.contains("0 expectations passed, 1 failed"), "{printed}");
+}

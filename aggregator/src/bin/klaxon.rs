@@ -5,6 +5,7 @@ use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use klaxon_aggregator::rules::check::{load_rules, rule_files};
+use klaxon_aggregator::rules::unit::{Report, run_file, test_files};
 
 /// Check and test rules, silence and list alerts, query and verify shipped logs.
 #[derive(Debug, Parser)]
@@ -170,10 +171,42 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Rules(RulesCommand::Check { paths }) => check_rules(&paths),
+        Command::Rules(RulesCommand::Test { paths }) => test_rules(&paths),
         other => {
             eprintln!("klaxon: {other:?} is not built yet");
             ExitCode::FAILURE
         }
+    }
+}
+
+/// `klaxon rules test`: runs every `*.test.toml`; prints failures as expected vs got.
+fn test_rules(paths: &[PathBuf]) -> ExitCode {
+    let files = test_files(paths);
+    let mut report = Report::default();
+    let mut broken = Vec::new();
+    for file in &files {
+        if let Err(error) = run_file(file, &mut report) {
+            broken.push(error);
+        }
+    }
+    for failure in report.failures.iter().chain(&broken) {
+        println!("{failure}");
+    }
+    println!(
+        "{} expectations passed, {} failed, in {} test files{}",
+        report.passed,
+        report.failures.len(),
+        files.len(),
+        if broken.is_empty() {
+            String::new()
+        } else {
+            format!(" ({} files could not run)", broken.len())
+        }
+    );
+    if report.failures.is_empty() && broken.is_empty() && !files.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
     }
 }
 

@@ -6,3 +6,4 @@ pub mod model;
 pub mod pattern;
 pub mod statistic;
 pub mod template;
+pub mod unit;
