@@ -42,7 +42,8 @@ const FORGET_AFTER: Seconds = 24 * 3600;
 /// Every series state of every rule.
 #[derive(Debug, Default)]
 pub struct Engine {
-    states: HashMap<(String, Labels), SeriesState>,
+    /// Per rule name, per series labels.
+    states: HashMap<String, HashMap<Labels, SeriesState>>,
 }
 
 impl Engine {
@@ -71,9 +72,11 @@ impl Engine {
                 // Groups that had no match this window count zero: a quiet window resolves.
                 let quiet: Vec<Labels> = self
                     .states
-                    .keys()
-                    .filter(|(name, labels)| *name == rule.name && !seen.contains(&labels))
-                    .map(|(_, labels)| labels.clone())
+                    .get(&rule.name)
+                    .into_iter()
+                    .flat_map(HashMap::keys)
+                    .filter(|labels| !seen.contains(labels))
+                    .cloned()
                     .collect();
                 for labels in quiet {
                     self.step(rule, &decision, &labels, &[Some(0.0)], now, &mut changes);
@@ -85,7 +88,9 @@ impl Engine {
                 for (labels, last_seen, last_value) in series {
                     let silent = now - last_seen;
                     if silent >= FORGET_AFTER {
-                        self.states.remove(&(rule.name.clone(), labels.clone()));
+                        if let Some(series) = self.states.get_mut(&rule.name) {
+                            series.remove(labels);
+                        }
                         continue;
                     }
                     // The agent's goodbye (0) tells a scale-in from a dead host.
@@ -108,7 +113,14 @@ impl Engine {
         now: Seconds,
         changes: &mut Vec<AlertChange>,
     ) {
-        let state = self.states.entry((rule.name.clone(), labels.clone())).or_default();
+        let series = match self.states.get_mut(&rule.name) {
+            Some(series) => series,
+            None => self.states.entry(rule.name.clone()).or_default(),
+        };
+        let state = match series.get_mut(labels) {
+            Some(state) => state,
+            None => series.entry(labels.clone()).or_default(),
+        };
         if let Some(transition) = state.evaluate(decision, recent, now) {
             changes.push(change(rule, labels, state, transition, now));
         }
@@ -118,9 +130,11 @@ impl Engine {
     pub fn active(&self, rule: &str) -> Vec<(Labels, Phase, Option<f64>)> {
         let mut out: Vec<_> = self
             .states
-            .iter()
-            .filter(|((name, _), state)| name == rule && state.phase != Phase::Inactive)
-            .map(|((_, labels), state)| (labels.clone(), state.phase, state.value))
+            .get(rule)
+            .into_iter()
+            .flat_map(HashMap::iter)
+            .filter(|(_, state)| state.phase != Phase::Inactive)
+            .map(|(labels, state)| (labels.clone(), state.phase, state.value))
             .collect();
         out.sort_by(|a, b| a.0.cmp(&b.0));
         out
