@@ -40,7 +40,9 @@ fn main() {
                                 [("InstanceId".to_owned(), format!("i-{series:05}"))].into();
                             let values = (0..5)
                                 .map(|_| {
-                                    seed = seed.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1);
+                                    seed = seed
+                                        .wrapping_mul(6_364_136_223_846_793_005)
+                                        .wrapping_add(1);
                                     Some((seed >> 33) as f64 % 100.0)
                                 })
                                 .collect();

@@ -8,9 +8,11 @@
 //! - [`diagnostic`]: problems located as FILE:LINE:COL.
 
 pub mod config;
+pub mod daemon;
 // The agent's diagnostics, compiled here too: one definition of FILE:LINE:COL for both
 // daemons, without a crate of its own for thirty lines.
 #[path = "../../agent/src/diagnostic.rs"]
 pub mod diagnostic;
 pub mod engine;
 pub mod rules;
+pub mod source;

@@ -3,9 +3,19 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+use std::io::IsTerminal;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
 use clap::Parser;
 use klaxon_aggregator::config::AggregatorConfig;
+use klaxon_aggregator::daemon::{Evaluator, LogNotifier, Notifier};
 use klaxon_aggregator::rules::check::{load_rules, rule_files};
+use klaxon_aggregator::rules::model::Rule;
+use klaxon_aggregator::source::logs::LogSource;
+use klaxon_aggregator::source::metrics::MetricSource;
+use tokio::signal::unix::{SignalKind, signal};
+use tracing::{error, info};
 
 /// Evaluates rule files against CloudWatch and sends grouped, deduplicated,
 /// rate-limited alerts through SNS.
@@ -26,15 +36,113 @@ struct Cli {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    init_tracing(cli.log_level.as_deref());
     if cli.check {
         return check(&cli.config);
     }
-    eprintln!(
-        "klaxon-aggregator: running with {} (log level {}) is not built yet; --check is",
-        cli.config.display(),
-        cli.log_level.as_deref().unwrap_or("from RUST_LOG")
-    );
-    ExitCode::FAILURE
+    let config = match AggregatorConfig::load(&cli.config) {
+        Ok(config) => config,
+        Err(problems) => {
+            eprintln!("{problems}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match serve(config) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("klaxon-aggregator: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_tracing(level: Option<&str>) {
+    let filter = level
+        .map(tracing_subscriber::EnvFilter::new)
+        .or_else(|| tracing_subscriber::EnvFilter::try_from_default_env().ok())
+        .unwrap_or_else(|| tracing_subscriber::EnvFilter::new("info"));
+    // journald adds the time; colour only on a terminal and never with NO_COLOR.
+    let colour = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none();
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(colour)
+        .without_time()
+        .init();
+}
+
+fn load_rule_set(
+    config: &AggregatorConfig,
+) -> Result<Vec<Rule>, klaxon_aggregator::diagnostic::Problems> {
+    rule_files(std::slice::from_ref(&config.rules)).and_then(|files| load_rules(&files))
+}
+
+/// Evaluates the rules every `evaluation_interval` until SIGTERM/SIGINT. SIGHUP, or a
+/// change in the rule folder, reloads the rules; an invalid edit keeps the running ones.
+fn serve(config: AggregatorConfig) -> anyhow::Result<()> {
+    let mut rules = load_rule_set(&config).map_err(|problems| anyhow::anyhow!("{problems}"))?;
+    let runtime =
+        tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
+    runtime.block_on(async {
+        let mut terminate = signal(SignalKind::terminate())?;
+        let mut interrupt = signal(SignalKind::interrupt())?;
+        let mut hangup = signal(SignalKind::hangup())?;
+        let aws = aws_config::defaults(aws_config::BehaviorVersion::latest()).load().await;
+        let metrics = MetricSource::new(aws_sdk_cloudwatch::Client::new(&aws));
+        let logs = LogSource::new(aws_sdk_cloudwatchlogs::Client::new(&aws), FILTER_LOG_EVENTS_PER_SECOND);
+        let mut evaluator = Evaluator::new(metrics, logs, &config.state_dir)?;
+        let mut notifier = LogNotifier::new(&config.state_dir);
+        let reload = Arc::new(AtomicBool::new(false));
+        let _watcher = watch_rules(&config.rules, Arc::clone(&reload));
+        let mut tick = tokio::time::interval(config.evaluation_interval);
+        info!(message = "Aggregator running.", rules = rules.len(), interval = ?config.evaluation_interval);
+        loop {
+            tokio::select! {
+                _ = tick.tick() => {
+                    if reload.swap(false, Ordering::Relaxed) {
+                        reload_rules(&config, &mut rules);
+                    }
+                    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_secs();
+                    let changes = evaluator.cycle(&rules, i64::try_from(now)?).await;
+                    notifier.notify(&changes);
+                }
+                _ = hangup.recv() => reload_rules(&config, &mut rules),
+                _ = terminate.recv() => break,
+                _ = interrupt.recv() => break,
+            }
+        }
+        info!(message = "Aggregator stopped.", cloudwatch_calls = evaluator.calls());
+        Ok(())
+    })
+}
+
+/// This aggregator's share of the account's 5 FilterLogEvents calls a second.
+const FILTER_LOG_EVENTS_PER_SECOND: u32 = 2;
+
+fn reload_rules(config: &AggregatorConfig, rules: &mut Vec<Rule>) {
+    match load_rule_set(config) {
+        Ok(new) => {
+            info!(message = "Rules reloaded.", rules = new.len());
+            *rules = new;
+        }
+        Err(problems) => {
+            error!(message = "Invalid rules; the previous rules keep running.", %problems);
+        }
+    }
+}
+
+/// Watches the rule file or folder; any change asks for a reload.
+fn watch_rules(
+    path: &std::path::Path,
+    reload: Arc<AtomicBool>,
+) -> Option<notify::RecommendedWatcher> {
+    use notify::Watcher;
+    let mut watcher = notify::recommended_watcher(move |_event: notify::Result<notify::Event>| {
+        reload.store(true, Ordering::Relaxed);
+    })
+    .ok()?;
+    watcher.watch(path, notify::RecursiveMode::NonRecursive).ok()?;
+    Some(watcher)
 }
 
 /// Checks the configuration and the rules it names; prints every problem.

@@ -16,7 +16,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use klaxon_tests::LocalStack;
-use klaxon_tests::agent::AgentProcess;
+use klaxon_tests::agent::Daemon;
 
 const LINE_BYTES: usize = 150;
 
@@ -63,7 +63,7 @@ fn config(dir: &Path) -> std::path::PathBuf {
 fn steady(stack: &LocalStack) {
     let seconds = env_number("BENCH_STEADY_SECONDS", 60);
     let dir = tempfile::tempdir().expect("temp dir");
-    let agent = AgentProcess::start(stack, &config(dir.path()), &dir.path().join("agent.log"));
+    let agent = Daemon::start(stack, &config(dir.path()), &dir.path().join("agent.log"));
     std::thread::sleep(Duration::from_secs(2));
     let mut log = std::fs::OpenOptions::new()
         .create(true)
@@ -94,7 +94,7 @@ fn backlog(stack: &LocalStack) {
     let dir = tempfile::tempdir().expect("temp dir");
     let path = dir.path().join("app.log");
     stack.set_outage(true).expect("outage");
-    let agent = AgentProcess::start(stack, &config(dir.path()), &dir.path().join("agent.log"));
+    let agent = Daemon::start(stack, &config(dir.path()), &dir.path().join("agent.log"));
     let lines = megabytes * 1024 * 1024 / LINE_BYTES as u64;
     let mut log = std::io::BufWriter::new(std::fs::File::create(&path).expect("log"));
     for n in 0..lines {
@@ -134,7 +134,7 @@ fn metrics_only(stack: &LocalStack) {
     );
     std::fs::write(&path, text).expect("config");
     let calls_before = stack.stats().expect("stats").requests_for("monitoring.PutMetricData");
-    let agent = AgentProcess::start(stack, &path, &dir.path().join("agent.log"));
+    let agent = Daemon::start(stack, &path, &dir.path().join("agent.log"));
     std::thread::sleep(Duration::from_secs(2));
     let (cpu_start, started) = (cpu_seconds(agent.pid()), Instant::now());
     let mut peak_rss: f64 = 0.0;

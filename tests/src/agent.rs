@@ -32,38 +32,53 @@ pub fn workspace_binary(name: &str) -> PathBuf {
     binary
 }
 
-/// A running `klaxon-agent --config FILE`, talking to a local stack.
-pub struct AgentProcess {
+/// A running `klaxon-agent --config FILE` (or `klaxon-aggregator`), talking to a local stack.
+pub struct Daemon {
     child: Child,
     /// Where its stderr (the tracing log) goes.
     pub log_path: PathBuf,
 }
 
-impl AgentProcess {
+impl Daemon {
     /// Starts the agent on `config`, its log appended to `log_path`.
-    pub fn start(stack: &LocalStack, config: &Path, log_path: &Path) -> AgentProcess {
+    pub fn start(stack: &LocalStack, config: &Path, log_path: &Path) -> Daemon {
         Self::start_with(stack, config, log_path, &[])
     }
 
-    /// Like [`AgentProcess::start`], with environment variables set after the stack's.
+    /// Like [`Daemon::start`], with environment variables set after the stack's.
     pub fn start_with(
         stack: &LocalStack,
         config: &Path,
         log_path: &Path,
         env: &[(&str, &str)],
-    ) -> AgentProcess {
+    ) -> Daemon {
+        Self::start_binary("klaxon-agent", stack, config, log_path, env)
+    }
+
+    /// Starts `klaxon-aggregator --config FILE`.
+    pub fn aggregator(stack: &LocalStack, config: &Path, log_path: &Path) -> Daemon {
+        Self::start_binary("klaxon-aggregator", stack, config, log_path, &[])
+    }
+
+    fn start_binary(
+        binary: &str,
+        stack: &LocalStack,
+        config: &Path,
+        log_path: &Path,
+        env: &[(&str, &str)],
+    ) -> Daemon {
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
             .open(log_path)
             .expect("open the agent log");
-        let mut command = Command::new(workspace_binary("klaxon-agent"));
+        let mut command = Command::new(workspace_binary(binary));
         command.arg("--config").arg(config).stdout(Stdio::null()).stderr(log);
         stack.configure(&mut command);
         command.env("RUST_LOG", "info");
         command.envs(env.iter().copied());
-        let child = command.spawn().expect("start klaxon-agent");
-        AgentProcess { child, log_path: log_path.to_owned() }
+        let child = command.spawn().unwrap_or_else(|error| panic!("start {binary}: {error}"));
+        Daemon { child, log_path: log_path.to_owned() }
     }
 
     pub fn pid(&self) -> u32 {
@@ -90,7 +105,7 @@ impl AgentProcess {
     }
 }
 
-impl Drop for AgentProcess {
+impl Drop for Daemon {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();

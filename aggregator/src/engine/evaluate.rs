@@ -47,6 +47,28 @@ pub struct Engine {
 }
 
 impl Engine {
+    /// An engine with saved series states (pending timers are not reset by a restart).
+    pub fn restore(series: Vec<(String, Labels, SeriesState)>) -> Self {
+        let mut engine = Engine::default();
+        for (rule, labels, state) in series {
+            engine.states.entry(rule).or_default().insert(labels, state);
+        }
+        engine
+    }
+
+    /// Every series state, for saving.
+    pub fn snapshot(&self) -> Vec<(String, Labels, SeriesState)> {
+        let mut out: Vec<_> = self
+            .states
+            .iter()
+            .flat_map(|(rule, series)| {
+                series.iter().map(move |(labels, state)| (rule.clone(), labels.clone(), *state))
+            })
+            .collect();
+        out.sort_by(|a, b| (&a.0, &a.1).cmp(&(&b.0, &b.1)));
+        out
+    }
+
     /// Evaluates `rule` at `now` on what its query returned.
     pub fn evaluate(
         &mut self,

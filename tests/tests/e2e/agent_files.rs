@@ -5,7 +5,7 @@
 use std::path::Path;
 use std::time::Duration;
 
-use klaxon_tests::agent::{AgentProcess, eventually, stream_messages};
+use klaxon_tests::agent::{Daemon, eventually, stream_messages};
 
 use crate::support::{agent_config, stack};
 
@@ -37,7 +37,7 @@ async fn two_thousand_files_ship_within_the_open_file_cap() {
             logs_dir.display()
         ),
     );
-    let agent = AgentProcess::start(&stack, &config_path, &dir.path().join("agent.log"));
+    let agent = Daemon::start(&stack, &config_path, &dir.path().join("agent.log"));
     let mut most_open = 0;
     let all_shipped = eventually(Duration::from_secs(120), || {
         most_open = most_open.max(open_files_under(agent.pid(), &logs_dir).len());
@@ -77,7 +77,7 @@ async fn a_file_deleted_before_it_was_read_leaves_a_gap_marker() {
         ),
     );
     stack.set_outage(true).expect("outage");
-    let agent = AgentProcess::start(&stack, &config_path, &dir.path().join("agent.log"));
+    let agent = Daemon::start(&stack, &config_path, &dir.path().join("agent.log"));
     let holds_one = eventually(Duration::from_secs(20), || {
         let open = open_files_under(agent.pid(), &logs_dir);
         async move { open.len() == 1 }

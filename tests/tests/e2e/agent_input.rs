@@ -4,7 +4,7 @@
 use std::io::Write;
 use std::time::Duration;
 
-use klaxon_tests::agent::{AgentProcess, eventually, stream_messages};
+use klaxon_tests::agent::{Daemon, eventually, stream_messages};
 
 use crate::support::stack;
 
@@ -51,7 +51,7 @@ multiline_start = '^\d{{4}}-\d{{2}}-\d{{2}} '
         &java,
         b"2026-11-26 10:00:00 ERROR boom\njava.lang.IllegalStateException: bad\n\tat com.shop.Checkout.pay(Checkout.java:42)\n\tat com.shop.Api.handle(Api.java:7)\n2026-11-26 10:00:01 INFO next\n",
     );
-    let agent = AgentProcess::start(&stack, &agent_config, &dir.path().join("agent.log"));
+    let agent = Daemon::start(&stack, &agent_config, &dir.path().join("agent.log"));
     tokio::time::sleep(Duration::from_secs(2)).await;
     append(&raw, b" end\n");
 

@@ -6,7 +6,7 @@ use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
 use aws_sdk_cloudwatch::Client;
-use klaxon_tests::agent::{AgentProcess, eventually};
+use klaxon_tests::agent::{Daemon, eventually};
 use klaxon_tests::metrics::{dimension_sets, statistic};
 
 use crate::support::stack;
@@ -61,7 +61,7 @@ async fn host_metrics_match_proc_keep_min_and_max_and_say_goodbye() {
         Some("i-metrics"),
         "measurements = [\"mem_used_percent\", \"processes_total\", \"cpu_usage_active\"]\naggregation_dimensions = [[]]\n",
     );
-    let agent = AgentProcess::start(&stack, &config_path, &dir.path().join("agent.log"));
+    let agent = Daemon::start(&stack, &config_path, &dir.path().join("agent.log"));
     tokio::time::sleep(Duration::from_secs(4)).await;
     let extra: Vec<Child> =
         (0..60).map(|_| Command::new("sleep").arg("4").spawn().expect("sleep")).collect();
@@ -108,7 +108,7 @@ async fn the_instance_id_comes_from_imdsv2_else_the_override_else_the_hostname()
     let dir = tempfile::tempdir().expect("temp dir");
 
     let from_imds = metrics_config(dir.path(), None, "measurements = [\"mem_used_percent\"]\n");
-    let agent = AgentProcess::start(&stack, &from_imds, &dir.path().join("imds.log"));
+    let agent = Daemon::start(&stack, &from_imds, &dir.path().join("imds.log"));
     let asked = eventually(Duration::from_secs(20), || async {
         one(&cloudwatch, "klaxon_heartbeat", &[("InstanceId", "i-fake")], "Maximum").await.is_some()
     })
@@ -121,7 +121,7 @@ async fn the_instance_id_comes_from_imdsv2_else_the_override_else_the_hostname()
 
     let overridden =
         metrics_config(dir.path(), Some("i-override"), "measurements = [\"mem_used_percent\"]\n");
-    let agent = AgentProcess::start(&stack, &overridden, &dir.path().join("override.log"));
+    let agent = Daemon::start(&stack, &overridden, &dir.path().join("override.log"));
     tokio::time::sleep(Duration::from_secs(2)).await;
     assert!(agent.terminate().success());
     assert_eq!(
@@ -142,7 +142,7 @@ async fn the_instance_id_comes_from_imdsv2_else_the_override_else_the_hostname()
         let fallback = metrics_config(dir.path(), None, "measurements = [\"mem_used_percent\"]\n");
         let log = dir.path().join(format!("{name}.log"));
         let started = Instant::now();
-        let agent = AgentProcess::start_with(&stack, &fallback, &log, env);
+        let agent = Daemon::start_with(&stack, &fallback, &log, env);
         let running = eventually(Duration::from_secs(10), || async {
             agent.log().contains(&format!("Agent running. instance_id={hostname}"))
         })
@@ -168,12 +168,12 @@ async fn a_two_minute_outage_leaves_no_gap_across_a_restart_and_sigkill_sends_no
         metrics_config(dir.path(), Some("i-outage"), "measurements = [\"mem_used_percent\"]\n");
     let log = dir.path().join("agent.log");
     let began = Instant::now();
-    let agent = AgentProcess::start(&stack, &config_path, &log);
+    let agent = Daemon::start(&stack, &config_path, &log);
     tokio::time::sleep(Duration::from_secs(6)).await;
     stack.set_outage(true).expect("outage");
     tokio::time::sleep(Duration::from_secs(60)).await;
     assert!(agent.terminate().success(), "a clean stop during the outage");
-    let agent = AgentProcess::start(&stack, &config_path, &log);
+    let agent = Daemon::start(&stack, &config_path, &log);
     tokio::time::sleep(Duration::from_secs(60)).await;
     stack.set_outage(false).expect("recovery");
     let host = [("InstanceId", "i-outage")];

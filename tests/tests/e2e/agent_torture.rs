@@ -8,7 +8,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use klaxon_tests::agent::{AgentProcess, eventually, stream_messages};
+use klaxon_tests::agent::{Daemon, eventually, stream_messages};
 use klaxon_tests::{FaultKind, Service, Times};
 
 use crate::support::{agent_config, stack};
@@ -133,7 +133,7 @@ async fn every_line_survives_rotation_kill_outage_and_throttling() {
         async move { stream_messages(&logs, GROUP, &stream).await.len() }
     };
 
-    let agent = AgentProcess::start(&stack, &config_path, &agent_log);
+    let agent = Daemon::start(&stack, &config_path, &agent_log);
     write_all(&mut writers, 100);
     let started = eventually(Duration::from_secs(30), || async { shipped(0).await > 0 }).await;
     assert!(started, "the agent never shipped:\n{}", agent.log());
@@ -154,7 +154,7 @@ async fn every_line_survives_rotation_kill_outage_and_throttling() {
     agent.kill();
     write_all(&mut writers, 5_000);
     stack.clear_faults().expect("clear");
-    let agent = AgentProcess::start(&stack, &config_path, &agent_log);
+    let agent = Daemon::start(&stack, &config_path, &agent_log);
 
     stack.set_outage(true).expect("outage");
     for round in 0..15 {

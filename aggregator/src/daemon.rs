@@ -1,0 +1,313 @@
+//! One evaluation cycle of every rule against CloudWatch, and the state that outlives
+//! cycles and restarts: series states, log cursors, source health.
+
+use std::collections::{BTreeMap, HashMap};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use tracing::{info, warn};
+
+use crate::engine::evaluate::{AlertChange, Engine, Labels, Observation};
+use crate::engine::state::{SeriesState, Transition};
+use crate::rules::model::{MetricQuery, Rule, RuleSource};
+use crate::source::SourceError;
+use crate::source::logs::{LogCursor, LogSource};
+use crate::source::metrics::{MetricSource, Request, Results};
+
+/// How far back an absent rule looks for a series' last datapoint.
+const ABSENT_LOOKBACK: Duration = Duration::from_secs(3 * 3600);
+/// The rule name of the one alert that says CloudWatch cannot be read.
+pub const SOURCE_DEGRADED: &str = "KlaxonSourceDegraded";
+
+/// What is saved in `state_dir/state.json` after every cycle.
+#[derive(Debug, Default, Serialize, Deserialize)]
+#[serde(tag = "version")]
+enum StateFile {
+    #[default]
+    #[serde(rename = "0")]
+    Empty,
+    #[serde(rename = "1")]
+    V1 { series: Vec<(String, Labels, SeriesState)>, cursors: BTreeMap<String, LogCursor> },
+}
+
+/// Hears about alert changes. The SNS notifier comes with the notification issue.
+pub trait Notifier {
+    fn notify(&mut self, changes: &[AlertChange]);
+}
+
+/// Logs alert changes with tracing and appends them to `state_dir/alerts.jsonl`.
+pub struct LogNotifier {
+    path: PathBuf,
+}
+
+impl LogNotifier {
+    pub fn new(state_dir: &Path) -> Self {
+        LogNotifier { path: state_dir.join("alerts.jsonl") }
+    }
+}
+
+impl Notifier for LogNotifier {
+    fn notify(&mut self, changes: &[AlertChange]) {
+        let file = std::fs::OpenOptions::new().create(true).append(true).open(&self.path);
+        let mut file = match file {
+            Ok(file) => file,
+            Err(error) => {
+                warn!(message = "Cannot write the alert log.", path = %self.path.display(), %error);
+                return;
+            }
+        };
+        for change in changes {
+            let state = match change.transition {
+                Transition::Pending => "pending",
+                Transition::Firing => "firing",
+                Transition::Resolved => "resolved",
+            };
+            info!(message = "Alert changed.", rule = %change.rule, state, summary = %change.summary);
+            let line = serde_json::json!({
+                "rule": change.rule,
+                "severity": change.severity,
+                "state": state,
+                "labels": change.labels,
+                "summary": change.summary,
+                "description": change.description,
+                "value": change.value,
+                "since": change.since,
+            });
+            let _ = writeln!(file, "{line}");
+        }
+    }
+}
+
+/// The aggregator between cycles.
+pub struct Evaluator {
+    engine: Engine,
+    metrics: MetricSource,
+    logs: LogSource,
+    cursors: BTreeMap<String, LogCursor>,
+    /// The failing API and when it started failing, while it fails.
+    degraded: Option<(SourceError, i64)>,
+    state_path: PathBuf,
+}
+
+impl Evaluator {
+    /// Restores the state saved in `state_dir`, if any.
+    pub fn new(metrics: MetricSource, logs: LogSource, state_dir: &Path) -> std::io::Result<Self> {
+        std::fs::create_dir_all(state_dir)?;
+        let state_path = state_dir.join("state.json");
+        let saved: StateFile = match std::fs::read(&state_path) {
+            Ok(bytes) => serde_json::from_slice(&bytes).map_err(std::io::Error::other)?,
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => StateFile::Empty,
+            Err(error) => return Err(error),
+        };
+        let (engine, cursors) = match saved {
+            StateFile::V1 { series, cursors } => (Engine::restore(series), cursors),
+            StateFile::Empty => (Engine::default(), BTreeMap::new()),
+        };
+        Ok(Evaluator { engine, metrics, logs, cursors, degraded: None, state_path })
+    }
+
+    /// Evaluates every rule at `now` (Unix seconds) and saves the state. A rule whose
+    /// data cannot be read keeps its state; the failure becomes one degraded alert.
+    pub async fn cycle(&mut self, rules: &[Rule], now: i64) -> Vec<AlertChange> {
+        let mut changes = Vec::new();
+        let mut failure = None;
+        for rule in rules {
+            match self.observe(rule, now).await {
+                Ok(observation) => changes.extend(self.engine.evaluate(rule, &observation, now)),
+                Err(error) => {
+                    warn!(message = "Cannot read a rule's data; its state is kept.", rule = %rule.name, %error);
+                    failure = Some(error);
+                }
+            }
+        }
+        changes.extend(self.source_health(failure, now));
+        if let Err(error) = self.save() {
+            warn!(message = "Cannot save the aggregator state.", %error);
+        }
+        changes
+    }
+
+    /// CloudWatch calls made so far (ListMetrics, GetMetricData, FilterLogEvents).
+    pub fn calls(&self) -> u64 {
+        self.metrics.calls + self.logs.calls
+    }
+
+    async fn observe(&mut self, rule: &Rule, now: i64) -> Result<Observation, SourceError> {
+        match &rule.source {
+            RuleSource::Metric { queries, expression, period, datapoints, .. } => {
+                let period_secs = i64::try_from(period.as_secs()).unwrap_or(60).max(1);
+                let end = now - now.rem_euclid(period_secs);
+                let start = end - i64::from(datapoints.of) * period_secs;
+                let mut requests = Vec::new();
+                let mut groups = Vec::new();
+                let first = queries.values().next().ok_or_else(|| no_query(rule))?.clone();
+                for (index, series) in
+                    self.metrics.series(&first, &rule.group_by).await?.into_iter().enumerate()
+                {
+                    let id = format!("s{index}");
+                    match expression {
+                        None => requests.push((id.clone(), stat(&first, &series.dimensions))),
+                        Some(expression) => {
+                            let mut substituted = expression.clone();
+                            for (name, query) in queries {
+                                let query_id = format!("{name}_{index}");
+                                let mut dimensions = query.dimensions.clone();
+                                dimensions.extend(series.labels.clone());
+                                requests.push((query_id.clone(), stat(query, &dimensions)));
+                                substituted = replace_word(&substituted, name, &query_id);
+                            }
+                            requests.push((id.clone(), Request::Expression(substituted)));
+                        }
+                    }
+                    groups.push((id, series.labels));
+                }
+                let results = self.metrics.fetch(&requests, *period, start, end).await?;
+                Ok(Observation::Datapoints(
+                    groups
+                        .into_iter()
+                        .map(|(id, labels)| {
+                            (labels, periods(&results, &id, start, period_secs, datapoints.of))
+                        })
+                        .collect(),
+                ))
+            }
+            RuleSource::Log { log_group, pattern, window, .. } => {
+                let cursor = self.cursors.entry(rule.name.clone()).or_default();
+                self.logs.advance(cursor, log_group, pattern, *window, now * 1000).await?;
+                let counts = cursor.window_counts(*window);
+                let matches = if rule.group_by.iter().any(|g| g == "stream") {
+                    counts
+                        .into_iter()
+                        .map(|(stream, n)| ([("stream".to_owned(), stream)].into(), n as f64))
+                        .collect()
+                } else {
+                    vec![(Labels::new(), counts.values().sum::<u64>() as f64)]
+                };
+                Ok(Observation::Matches(matches))
+            }
+            RuleSource::Absent { query, .. } => {
+                let minute = 60;
+                let series = self.metrics.series(query, &rule.group_by).await?;
+                let mut minimum = query.clone();
+                minimum.stat = "Minimum".to_owned();
+                let requests: Vec<(String, Request)> = series
+                    .iter()
+                    .enumerate()
+                    .map(|(index, s)| (format!("s{index}"), stat(&minimum, &s.dimensions)))
+                    .collect();
+                let lookback = i64::try_from(ABSENT_LOOKBACK.as_secs()).unwrap_or(10_800);
+                let results = self
+                    .metrics
+                    .fetch(&requests, Duration::from_secs(60), now - lookback, now + minute)
+                    .await?;
+                Ok(Observation::LastSeen(
+                    series
+                        .into_iter()
+                        .enumerate()
+                        .filter_map(|(index, s)| {
+                            let (at, value) = *results.get(&format!("s{index}"))?.last()?;
+                            Some((s.labels, at + minute, value))
+                        })
+                        .collect(),
+                ))
+            }
+        }
+    }
+
+    /// One `KlaxonSourceDegraded` alert while reads fail, resolved when a cycle reads all.
+    fn source_health(&mut self, failure: Option<SourceError>, now: i64) -> Vec<AlertChange> {
+        let alert = |error: &SourceError, transition, since| AlertChange {
+            rule: SOURCE_DEGRADED.to_owned(),
+            severity: "critical".to_owned(),
+            labels: [
+                ("api".to_owned(), error.api.to_owned()),
+                ("error".to_owned(), error.code.clone()),
+            ]
+            .into(),
+            summary: format!("CloudWatch {} failing: {}", error.api, error.code),
+            description: Some(error.message.clone()),
+            value: None,
+            transition,
+            since,
+        };
+        match (failure, self.degraded.take()) {
+            (Some(error), None) => {
+                let change = alert(&error, Transition::Firing, now);
+                self.degraded = Some((error, now));
+                vec![change]
+            }
+            (Some(_), Some(known)) => {
+                self.degraded = Some(known);
+                Vec::new()
+            }
+            (None, Some((error, since))) => vec![alert(&error, Transition::Resolved, since)],
+            (None, None) => Vec::new(),
+        }
+    }
+
+    fn save(&self) -> std::io::Result<()> {
+        let state = StateFile::V1 { series: self.engine.snapshot(), cursors: self.cursors.clone() };
+        let bytes = serde_json::to_vec(&state).map_err(std::io::Error::other)?;
+        let temp = self.state_path.with_extension("new");
+        let mut file = std::fs::File::create(&temp)?;
+        file.write_all(&bytes)?;
+        file.sync_all()?;
+        std::fs::rename(&temp, &self.state_path)
+    }
+}
+
+fn no_query(rule: &Rule) -> SourceError {
+    SourceError {
+        api: "rule",
+        code: "NoQuery".to_owned(),
+        message: format!("rule {} has no query", rule.name),
+    }
+}
+
+fn stat(query: &MetricQuery, dimensions: &BTreeMap<String, String>) -> Request {
+    Request::Stat {
+        namespace: query.namespace.clone(),
+        metric: query.metric.clone(),
+        dimensions: dimensions.clone(),
+        stat: query.stat.clone(),
+    }
+}
+
+/// The `count` periods from `start`, oldest first, None where CloudWatch had no datapoint.
+fn periods(results: &Results, id: &str, start: i64, period: i64, count: u32) -> Vec<Option<f64>> {
+    let points: HashMap<i64, f64> =
+        results.get(id).map(|p| p.iter().copied().collect()).unwrap_or_default();
+    (0..i64::from(count)).map(|k| points.get(&(start + k * period)).copied()).collect()
+}
+
+/// Replaces the identifier `word` in a metric-math expression.
+fn replace_word(expression: &str, word: &str, with: &str) -> String {
+    let pattern = format!(r"\b{}\b", regex::escape(word));
+    match regex::Regex::new(&pattern) {
+        Ok(regex) => regex.replace_all(expression, with).into_owned(),
+        Err(_) => expression.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn expression_names_are_replaced_as_whole_words() {
+        assert_eq!(
+            replace_word("100 * errors / requests", "errors", "errors_3"),
+            "100 * errors_3 / requests"
+        );
+        assert_eq!(replace_word("errorsx + errors", "errors", "e_1"), "errorsx + e_1");
+    }
+
+    #[test]
+    fn periods_line_up_with_missing_ones_as_none() {
+        let results: Results = [("s0".to_owned(), vec![(60, 1.0), (180, 3.0)])].into();
+        assert_eq!(periods(&results, "s0", 60, 60, 3), [Some(1.0), None, Some(3.0)]);
+        assert_eq!(periods(&results, "s9", 60, 60, 2), [None, None]);
+    }
+}

@@ -1,0 +1,150 @@
+//! Counting log matches for log rules: FilterLogEvents from a saved cursor, paced under
+//! the account's 5 requests/s limit with governor, counted into per-interval buckets so
+//! a window's count is a sum; the cursor and buckets survive restarts, so matches are
+//! never counted twice and no stretch of time is skipped.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::num::NonZeroU32;
+use std::time::Duration;
+
+use aws_sdk_cloudwatchlogs::Client;
+use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
+use serde::{Deserialize, Serialize};
+
+use super::SourceError;
+
+/// Events are read up to this long before now, for those still being ingested.
+pub const SETTLE: Duration = Duration::from_secs(5);
+
+/// Where one log rule has counted up to, and its recent counts.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct LogCursor {
+    /// Unix ms: everything before was counted.
+    pub counted_until_ms: i64,
+    /// (bucket end ms, matches per stream) for the buckets still in a window.
+    pub buckets: VecDeque<(i64, BTreeMap<String, u64>)>,
+}
+
+impl LogCursor {
+    /// Matches per stream over the `window` ending at the cursor.
+    pub fn window_counts(&self, window: Duration) -> BTreeMap<String, u64> {
+        let from = self.counted_until_ms - i64::try_from(window.as_millis()).unwrap_or(i64::MAX);
+        let mut counts: BTreeMap<String, u64> = BTreeMap::new();
+        for (end, bucket) in self.buckets.iter().filter(|(end, _)| *end > from) {
+            let _ = end;
+            for (stream, n) in bucket {
+                *counts.entry(stream.clone()).or_default() += n;
+            }
+        }
+        counts
+    }
+
+    fn prune(&mut self, window: Duration) {
+        let from = self.counted_until_ms - i64::try_from(window.as_millis()).unwrap_or(i64::MAX);
+        while self.buckets.front().is_some_and(|(end, _)| *end <= from) {
+            self.buckets.pop_front();
+        }
+    }
+}
+
+/// CloudWatch Logs, paced.
+pub struct LogSource {
+    client: Client,
+    pace: DefaultDirectRateLimiter,
+    pub calls: u64,
+}
+
+impl LogSource {
+    /// `per_second`: this aggregator's share of the account's FilterLogEvents limit.
+    pub fn new(client: Client, per_second: u32) -> Self {
+        let rate = NonZeroU32::new(per_second.max(1)).unwrap_or(NonZeroU32::MIN);
+        LogSource { client, pace: RateLimiter::direct(Quota::per_second(rate)), calls: 0 }
+    }
+
+    /// Counts the matches of `pattern` in `group` from the cursor up to `now_ms - SETTLE`
+    /// into a new bucket, and drops buckets that left the window.
+    pub async fn advance(
+        &mut self,
+        cursor: &mut LogCursor,
+        group: &str,
+        pattern: &str,
+        window: Duration,
+        now_ms: i64,
+    ) -> Result<(), SourceError> {
+        let until = now_ms - i64::try_from(SETTLE.as_millis()).unwrap_or(0);
+        let window_ms = i64::try_from(window.as_millis()).unwrap_or(i64::MAX);
+        let from =
+            if cursor.counted_until_ms == 0 { until - window_ms } else { cursor.counted_until_ms };
+        if until <= from {
+            return Ok(());
+        }
+        let mut bucket: BTreeMap<String, u64> = BTreeMap::new();
+        let mut token = None;
+        loop {
+            self.pace.until_ready().await;
+            self.calls += 1;
+            let page = self
+                .client
+                .filter_log_events()
+                .log_group_name(group)
+                .filter_pattern(pattern)
+                .start_time(from)
+                .end_time(until - 1)
+                .set_next_token(token)
+                .send()
+                .await
+                .map_err(|error| SourceError::from_sdk_logs("FilterLogEvents", &error))?;
+            for event in page.events() {
+                *bucket
+                    .entry(event.log_stream_name().unwrap_or_default().to_owned())
+                    .or_default() += 1;
+            }
+            token = page.next_token().map(str::to_owned);
+            if token.is_none() {
+                break;
+            }
+        }
+        cursor.buckets.push_back((until, bucket));
+        cursor.counted_until_ms = until;
+        cursor.prune(window);
+        Ok(())
+    }
+}
+
+impl SourceError {
+    pub fn from_sdk_logs<E, R>(
+        api: &'static str,
+        error: &aws_smithy_runtime_api::client::result::SdkError<E, R>,
+    ) -> Self
+    where
+        E: aws_sdk_cloudwatchlogs::error::ProvideErrorMetadata + std::error::Error + 'static,
+        R: std::fmt::Debug,
+    {
+        let code = aws_sdk_cloudwatchlogs::error::ProvideErrorMetadata::code(error)
+            .unwrap_or("network")
+            .to_owned();
+        let message = aws_sdk_cloudwatchlogs::error::ProvideErrorMetadata::message(error)
+            .map_or_else(
+                || aws_sdk_cloudwatchlogs::error::DisplayErrorContext(error).to_string(),
+                str::to_owned,
+            );
+        SourceError { api, code, message }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn window_counts_sum_the_buckets_inside_the_window() {
+        let mut cursor = LogCursor::default();
+        for (end, count) in [(60_000, 5), (120_000, 7), (180_000, 1)] {
+            cursor.buckets.push_back((end, [("i-1".to_owned(), count)].into()));
+            cursor.counted_until_ms = end;
+        }
+        assert_eq!(cursor.window_counts(Duration::from_secs(120))["i-1"], 8);
+        cursor.prune(Duration::from_secs(60));
+        assert_eq!(cursor.buckets.len(), 1);
+    }
+}
