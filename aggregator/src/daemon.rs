@@ -187,8 +187,8 @@ impl Evaluator {
                 };
                 Ok(Observation::Matches(matches))
             }
-            RuleSource::Absent { query, .. } => {
-                let minute = 60;
+            RuleSource::Absent { query, period, .. } => {
+                let step = i64::try_from(period.as_secs()).unwrap_or(60).max(1);
                 let series = self.metrics.series(query, &rule.group_by).await?;
                 let mut minimum = query.clone();
                 minimum.stat = "Minimum".to_owned();
@@ -198,17 +198,15 @@ impl Evaluator {
                     .map(|(index, s)| (format!("s{index}"), stat(&minimum, &s.dimensions)))
                     .collect();
                 let lookback = i64::try_from(ABSENT_LOOKBACK.as_secs()).unwrap_or(10_800);
-                let results = self
-                    .metrics
-                    .fetch(&requests, Duration::from_secs(60), now - lookback, now + minute)
-                    .await?;
+                let results =
+                    self.metrics.fetch(&requests, *period, now - lookback, now + step).await?;
                 Ok(Observation::LastSeen(
                     series
                         .into_iter()
                         .enumerate()
                         .filter_map(|(index, s)| {
                             let (at, value) = *results.get(&format!("s{index}"))?.last()?;
-                            Some((s.labels, at + minute, value))
+                            Some((s.labels, at + step, value))
                         })
                         .collect(),
                 ))

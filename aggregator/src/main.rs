@@ -88,7 +88,8 @@ fn serve(config: AggregatorConfig) -> anyhow::Result<()> {
         let mut interrupt = signal(SignalKind::interrupt())?;
         let mut hangup = signal(SignalKind::hangup())?;
         let aws = aws_config::defaults(aws_config::BehaviorVersion::latest()).load().await;
-        let metrics = MetricSource::new(aws_sdk_cloudwatch::Client::new(&aws));
+        let refresh = config.evaluation_interval * SERIES_REFRESH_INTERVALS;
+        let metrics = MetricSource::new(aws_sdk_cloudwatch::Client::new(&aws), refresh);
         let logs = LogSource::new(aws_sdk_cloudwatchlogs::Client::new(&aws), FILTER_LOG_EVENTS_PER_SECOND);
         let mut evaluator = Evaluator::new(metrics, logs, &config.state_dir)?;
         let mut notifier = LogNotifier::new(&config.state_dir);
@@ -116,6 +117,10 @@ fn serve(config: AggregatorConfig) -> anyhow::Result<()> {
     })
 }
 
+/// A rule's series (ListMetrics) are looked up again after this many evaluations, so
+/// new instances of the auto-scaling group are picked up.
+const SERIES_REFRESH_INTERVALS: u32 = 5;
+
 /// This aggregator's share of the account's 5 FilterLogEvents calls a second.
 const FILTER_LOG_EVENTS_PER_SECOND: u32 = 2;
 
@@ -137,8 +142,11 @@ fn watch_rules(
     reload: Arc<AtomicBool>,
 ) -> Option<notify::RecommendedWatcher> {
     use notify::Watcher;
-    let mut watcher = notify::recommended_watcher(move |_event: notify::Result<notify::Event>| {
-        reload.store(true, Ordering::Relaxed);
+    let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
+        // Reading the rules opens them too: only changes ask for a reload.
+        if event.is_ok_and(|e| !matches!(e.kind, notify::EventKind::Access(_))) {
+            reload.store(true, Ordering::Relaxed);
+        }
     })
     .ok()?;
     watcher.watch(path, notify::RecursiveMode::NonRecursive).ok()?;

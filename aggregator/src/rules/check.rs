@@ -345,10 +345,11 @@ impl RuleChecker<'_> {
         let namespace = self.required(&raw.namespace, "namespace", raw);
         let metric = self.required(&raw.metric, "metric", raw);
         let for_ = self.required(&raw.for_, "for", raw).and_then(|f| self.duration(f, "for"));
+        let period = self.optional_duration(&raw.period, "period", Duration::from_secs(60));
         let (namespace, metric) = (namespace?, metric?);
         let stat = Spanned::new(0..0, "SampleCount".to_owned());
         let query = self.query(namespace, metric, &stat, &raw.dimensions);
-        Some(RuleSource::Absent { query, for_: for_? })
+        Some(RuleSource::Absent { query, for_: for_?, period: period? })
     }
 
     /// Templates may name `value`, `rule`, `severity`, and the labels the rule can have.

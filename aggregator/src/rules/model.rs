@@ -201,6 +201,8 @@ pub enum RuleSource {
     Absent {
         query: MetricQuery,
         for_: Duration,
+        /// The resolution at which silence is measured (default 60 s).
+        period: Duration,
     },
 }
 

@@ -15,8 +15,6 @@ use crate::rules::model::MetricQuery;
 
 /// GetMetricData's limit on queries in one call.
 pub const MAX_QUERIES_PER_CALL: usize = 500;
-/// How long a rule's ListMetrics answer is reused.
-const SERIES_CACHE: Duration = Duration::from_secs(300);
 
 /// One series a rule watches: its labels (the `group_by` dimensions) and all its dimensions.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -41,14 +39,18 @@ type SeriesKey = (String, String, Vec<String>);
 /// CloudWatch metrics, with the series cache.
 pub struct MetricSource {
     client: Client,
+    /// How long a ListMetrics answer is reused (an empty one is not).
+    refresh: Duration,
     cache: HashMap<SeriesKey, (Instant, Vec<Series>)>,
     /// Calls made, for the cost report.
     pub calls: u64,
 }
 
 impl MetricSource {
-    pub fn new(client: Client) -> Self {
-        MetricSource { client, cache: HashMap::new(), calls: 0 }
+    /// `refresh`: how long the series of a rule are reused before ListMetrics is asked
+    /// again (the aggregator uses five evaluation intervals).
+    pub fn new(client: Client, refresh: Duration) -> Self {
+        MetricSource { client, refresh, cache: HashMap::new(), calls: 0 }
     }
 
     /// The series of `query` that carry every `group_by` dimension, one per label set
@@ -60,7 +62,8 @@ impl MetricSource {
     ) -> Result<Vec<Series>, SourceError> {
         let key = (query.namespace.clone(), query.metric.clone(), group_by.to_vec());
         if let Some((at, series)) = self.cache.get(&key)
-            && at.elapsed() < SERIES_CACHE
+            && at.elapsed() < self.refresh
+            && !series.is_empty()
         {
             return Ok(series.clone());
         }

@@ -1,5 +1,6 @@
 //! The aggregator evaluates rules against the stack's CloudWatch: 50 hosts, one hot.
 
+use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use aws_sdk_cloudwatch::Client;
@@ -34,6 +35,20 @@ async fn put_fleet(cloudwatch: &Client, hot: f64) {
         .expect("PutMetricData");
 }
 
+/// Writes `aggregator.toml` in `dir` for `rules`, evaluated every `interval`; returns
+/// its path and the state folder.
+fn aggregator_config(dir: &Path, rules: &Path, interval: &str) -> (PathBuf, PathBuf) {
+    let state_dir = dir.join("state");
+    let config_path = dir.join("aggregator.toml");
+    let text = format!(
+        "rules = \"{}\"\nstate_dir = \"{}\"\nevaluation_interval = \"{interval}\"\n",
+        rules.display(),
+        state_dir.display()
+    );
+    std::fs::write(&config_path, text).expect("config");
+    (config_path, state_dir)
+}
+
 /// The alert log's lines as (rule, state, InstanceId).
 fn alert_lines(state_dir: &std::path::Path) -> Vec<(String, String, String)> {
     let text = std::fs::read_to_string(state_dir.join("alerts.jsonl")).unwrap_or_default();
@@ -60,17 +75,8 @@ async fn one_hot_host_of_fifty_goes_pending_then_firing_then_resolved() {
         "[[rule]]\nname = \"HotHost\"\nkind = \"metric\"\nseverity = \"critical\"\nsummary = \"CPU {{value}}% on {{InstanceId}}\"\nnamespace = \"Klaxon\"\nmetric = \"cpu_usage_active\"\nstat = \"Maximum\"\nperiod = \"10s\"\ngroup_by = [\"InstanceId\"]\nwhen = \"> 90\"\nfor = \"20s\"\n",
     )
     .expect("rules");
-    let state_dir = dir.path().join("state");
-    let config_path = dir.path().join("aggregator.toml");
-    std::fs::write(
-        &config_path,
-        format!(
-            "rules = \"{}\"\nstate_dir = \"{}\"\nevaluation_interval = \"5s\"\n",
-            dir.path().join("hot.toml").display(),
-            state_dir.display()
-        ),
-    )
-    .expect("config");
+    let (config_path, state_dir) =
+        aggregator_config(dir.path(), &dir.path().join("hot.toml"), "5s");
     put_fleet(&cloudwatch, 95.0).await;
     let aggregator = Daemon::aggregator(&stack, &config_path, &dir.path().join("aggregator.log"));
 
@@ -106,4 +112,157 @@ async fn one_hot_host_of_fifty_goes_pending_then_firing_then_resolved() {
     assert_eq!(lines, expected, "exactly the hot host, through every state");
     let text = std::fs::read_to_string(state_dir.join("alerts.jsonl")).expect("alerts");
     assert!(text.contains("\"summary\":\"CPU 95% on i-07\""), "{text}");
+}
+
+/// Puts `klaxon_heartbeat` = `value` for `instance`, stamped now.
+async fn heartbeat(cloudwatch: &Client, instance: &str, value: f64) {
+    let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default().as_secs() as i64;
+    let datum = MetricDatum::builder()
+        .metric_name("klaxon_heartbeat")
+        .dimensions(Dimension::builder().name("InstanceId").value(instance).build())
+        .timestamp(DateTime::from_secs(now))
+        .values(value)
+        .build();
+    cloudwatch.put_metric_data().namespace("Klaxon").metric_data(datum).send().await.expect("put");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_silent_host_is_down_and_one_that_said_goodbye_is_not() {
+    let (stack, config) = stack().await;
+    let cloudwatch = Client::new(&config);
+    let dir = tempfile::tempdir().expect("temp dir");
+    let rules = dir.path().join("absent.toml");
+    std::fs::write(
+        &rules,
+        "[[rule]]\nname = \"HostDown\"\nkind = \"absent\"\nseverity = \"critical\"\nsummary = \"no heartbeat from {{InstanceId}}\"\nnamespace = \"Klaxon\"\nmetric = \"klaxon_heartbeat\"\ngroup_by = [\"InstanceId\"]\nperiod = \"5s\"\nfor = \"15s\"\n",
+    )
+    .expect("rules");
+    let (config_path, state_dir) = aggregator_config(dir.path(), &rules, "2s");
+    for _ in 0..3 {
+        heartbeat(&cloudwatch, "i-dead", 1.0).await;
+        heartbeat(&cloudwatch, "i-scaled-in", 1.0).await;
+        tokio::time::sleep(Duration::from_secs(2)).await;
+    }
+    heartbeat(&cloudwatch, "i-scaled-in", 0.0).await;
+    let aggregator = Daemon::aggregator(&stack, &config_path, &dir.path().join("aggregator.log"));
+    let down = eventually(Duration::from_secs(60), || async {
+        alert_lines(&state_dir).iter().any(|(_, state, _)| state == "firing")
+    })
+    .await;
+    assert!(down, "HostDown never fired:\n{}", aggregator.log());
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    assert!(aggregator.terminate().success());
+    let lines = alert_lines(&state_dir);
+    assert_eq!(lines, [("HostDown".to_owned(), "firing".to_owned(), "i-dead".to_owned())]);
+}
+
+/// Puts `count` events matching "ERROR" into stream `stream` of group `/test/app`.
+async fn log_errors(logs: &aws_sdk_cloudwatchlogs::Client, stream: &str, count: usize) {
+    let now_ms =
+        SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default().as_millis() as i64;
+    let events = (0..count).map(|i| {
+        aws_sdk_cloudwatchlogs::types::InputLogEvent::builder()
+            .timestamp(now_ms + i as i64)
+            .message(format!("ERROR checkout failed {i}"))
+            .build()
+            .expect("event")
+    });
+    logs.put_log_events()
+        .log_group_name("/test/app")
+        .log_stream_name(stream)
+        .set_log_events(Some(events.collect()))
+        .send()
+        .await
+        .expect("put");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn log_matches_are_counted_once_across_a_restart() {
+    let (stack, config) = stack().await;
+    let logs = aws_sdk_cloudwatchlogs::Client::new(&config);
+    logs.create_log_group().log_group_name("/test/app").send().await.expect("group");
+    logs.create_log_stream()
+        .log_group_name("/test/app")
+        .log_stream_name("i-01")
+        .send()
+        .await
+        .expect("stream");
+    let dir = tempfile::tempdir().expect("temp dir");
+    let rules = dir.path().join("logs.toml");
+    let rule = |name: &str, threshold: u32| {
+        format!(
+            "[[rule]]\nname = \"{name}\"\nkind = \"log\"\nseverity = \"warning\"\nsummary = \"{{{{value}}}} errors on {{{{stream}}}}\"\nlog_group = \"/test/app\"\npattern = \"ERROR\"\nwindow = \"10m\"\ngroup_by = [\"stream\"]\nwhen = \">= {threshold}\"\n\n"
+        )
+    };
+    std::fs::write(
+        &rules,
+        format!("{}{}{}", rule("Errors6", 6), rule("Errors8", 8), rule("DoubleCounted", 12)),
+    )
+    .expect("rules");
+    let (config_path, state_dir) = aggregator_config(dir.path(), &rules, "2s");
+    let log_path = dir.path().join("aggregator.log");
+    let fired = |rule: &'static str| {
+        let state_dir = state_dir.clone();
+        move || {
+            let lines = alert_lines(&state_dir);
+            async move { lines.iter().any(|(name, state, _)| name == rule && state == "firing") }
+        }
+    };
+
+    log_errors(&logs, "i-01", 6).await;
+    let aggregator = Daemon::aggregator(&stack, &config_path, &log_path);
+    assert!(eventually(Duration::from_secs(30), fired("Errors6")).await, "{}", aggregator.log());
+    assert!(aggregator.terminate().success());
+
+    log_errors(&logs, "i-01", 2).await;
+    let aggregator = Daemon::aggregator(&stack, &config_path, &log_path);
+    assert!(eventually(Duration::from_secs(30), fired("Errors8")).await, "{}", aggregator.log());
+    tokio::time::sleep(Duration::from_secs(8)).await;
+    assert!(aggregator.terminate().success());
+    let lines = alert_lines(&state_dir);
+    let firing: Vec<&str> =
+        lines.iter().filter(|l| l.1 == "firing").map(|l| l.0.as_str()).collect();
+    assert_eq!(firing, ["Errors6", "Errors8"], "6 then 8 matches, never 14: {lines:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_broken_rule_file_leaves_the_old_rules_evaluating() {
+    let (stack, config) = stack().await;
+    let cloudwatch = Client::new(&config);
+    let dir = tempfile::tempdir().expect("temp dir");
+    let rules_dir = dir.path().join("rules");
+    std::fs::create_dir(&rules_dir).expect("rules dir");
+    std::fs::write(
+        rules_dir.join("hot.toml"),
+        "[[rule]]\nname = \"HotHost\"\nkind = \"metric\"\nseverity = \"critical\"\nsummary = \"CPU {{value}}% on {{InstanceId}}\"\nnamespace = \"Klaxon\"\nmetric = \"cpu_usage_active\"\nstat = \"Maximum\"\nperiod = \"10s\"\ngroup_by = [\"InstanceId\"]\nwhen = \"> 90\"\n",
+    )
+    .expect("rules");
+    let (config_path, state_dir) = aggregator_config(dir.path(), &rules_dir, "2s");
+    let aggregator = Daemon::aggregator(&stack, &config_path, &dir.path().join("aggregator.log"));
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    std::fs::write(
+        rules_dir.join("broken.toml"),
+        "[[rule]]\nname = \"Broken\"\nkind = \"metric\"\nwhen = \n",
+    )
+    .expect("broken");
+    let refused = eventually(Duration::from_secs(20), || {
+        let log = aggregator.log();
+        async move { log.contains("Invalid rules; the previous rules keep running.") }
+    })
+    .await;
+    assert!(refused, "{}", aggregator.log());
+    let fired = eventually(Duration::from_secs(60), || {
+        let cloudwatch = cloudwatch.clone();
+        let state_dir = state_dir.clone();
+        async move {
+            put_fleet(&cloudwatch, 97.0).await;
+            tokio::time::sleep(Duration::from_secs(2)).await;
+            alert_lines(&state_dir)
+                .iter()
+                .any(|(rule, state, _)| rule == "HotHost" && state == "firing")
+        }
+    })
+    .await;
+    assert!(fired, "the old rules stopped:\n{}", aggregator.log());
+    assert!(aggregator.terminate().success());
 }
