@@ -8,12 +8,14 @@
 //! - [`metrics`]: host metrics to CloudWatch (sampling, Values/Counts, spool, heartbeat).
 //! - [`budget`]: the memory budget between the two; [`stats`]: the agent's counters.
 //! - [`pipeline`]: wires them together and runs until told to stop.
+//! - [`logging`]: tracing set-up shared with the aggregator.
 //! - [`instance`]: the instance id (override, IMDSv2, hostname); [`status`]: `--status`.
 
 pub mod budget;
 pub mod config;
 pub mod diagnostic;
 pub mod instance;
+pub mod logging;
 pub mod metrics;
 pub mod pipeline;
 pub mod ship;

@@ -1,7 +1,6 @@
 //! `klaxon-agent`: the command line of the daemon. The work is in the library.
 
 use std::collections::BTreeMap;
-use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -12,6 +11,7 @@ use clap::Parser;
 use klaxon_agent::config::ALL_MEASUREMENTS;
 use klaxon_agent::config::ValidConfig;
 use klaxon_agent::instance::{Imds, hostname, resolve_host};
+use klaxon_agent::logging::init_tracing;
 use klaxon_agent::metrics::cost::{
     MonthlyCost, PRICE_PER_METRIC_MONTH, PRICE_PER_THOUSAND_REQUESTS, biggest, count_series,
     reference_agent_series,
@@ -76,21 +76,6 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
-}
-
-fn init_tracing(level: Option<&str>) {
-    let filter = level
-        .map(tracing_subscriber::EnvFilter::new)
-        .or_else(|| tracing_subscriber::EnvFilter::try_from_default_env().ok())
-        .unwrap_or_else(|| tracing_subscriber::EnvFilter::new("info"));
-    // journald adds the time; colour only on a terminal and never with NO_COLOR.
-    let colour = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none();
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(colour)
-        .without_time()
-        .init();
 }
 
 fn check(path: &Path) -> ExitCode {

@@ -14,5 +14,8 @@ pub mod daemon;
 #[path = "../../agent/src/diagnostic.rs"]
 pub mod diagnostic;
 pub mod engine;
+// The agent's tracing set-up, compiled here too, like `diagnostic`.
+#[path = "../../agent/src/logging.rs"]
+pub mod logging;
 pub mod rules;
 pub mod source;

@@ -266,3 +266,112 @@ async fn a_broken_rule_file_leaves_the_old_rules_evaluating() {
     assert!(fired, "the old rules stopped:\n{}", aggregator.log());
     assert!(aggregator.terminate().success());
 }
+
+/// Puts one `cpu_usage_active` datapoint for `i-mn` in each 5 s period, values in turn,
+/// each stamped inside its own period.
+async fn put_per_period(cloudwatch: &Client, values: &[f64]) {
+    for value in values {
+        let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
+        let into_period = now.as_millis() as u64 % 5000;
+        tokio::time::sleep(Duration::from_millis(5000 - into_period + 100)).await;
+        let stamp =
+            SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default().as_secs() as i64;
+        let datum = MetricDatum::builder()
+            .metric_name("cpu_usage_active")
+            .dimensions(Dimension::builder().name("InstanceId").value("i-mn").build())
+            .timestamp(DateTime::from_secs(stamp))
+            .values(*value)
+            .build();
+        cloudwatch
+            .put_metric_data()
+            .namespace("Klaxon")
+            .metric_data(datum)
+            .send()
+            .await
+            .expect("put");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_of_five_fires_and_hysteresis_holds_until_the_clear_threshold() {
+    let (stack, config) = stack().await;
+    let cloudwatch = Client::new(&config);
+    let dir = tempfile::tempdir().expect("temp dir");
+    let rules = dir.path().join("mn.toml");
+    std::fs::write(
+        &rules,
+        "[[rule]]\nname = \"Flaky\"\nkind = \"metric\"\nseverity = \"warning\"\nsummary = \"{{value}} on {{InstanceId}}\"\nnamespace = \"Klaxon\"\nmetric = \"cpu_usage_active\"\nstat = \"Maximum\"\nperiod = \"5s\"\ngroup_by = [\"InstanceId\"]\nwhen = \"> 90\"\ndatapoints = \"3/5\"\nclear_when = \"< 50\"\n",
+    )
+    .expect("rules");
+    let (config_path, state_dir) = aggregator_config(dir.path(), &rules, "1s");
+    let aggregator = Daemon::aggregator(&stack, &config_path, &dir.path().join("aggregator.log"));
+    // Two breaches in four periods: quiet. A third within five: firing. Then 70 (below
+    // 90, above 50): still firing, by hysteresis. Then 40: resolved.
+    put_per_period(&cloudwatch, &[95.0, 40.0, 95.0, 40.0]).await;
+    assert!(alert_lines(&state_dir).is_empty(), "2 breaches must not fire:\n{}", aggregator.log());
+    put_per_period(&cloudwatch, &[95.0, 70.0, 70.0]).await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let states: Vec<String> = alert_lines(&state_dir).into_iter().map(|l| l.1).collect();
+    assert_eq!(states, ["firing"], "3 of 5 fires, 70 holds it:\n{}", aggregator.log());
+    put_per_period(&cloudwatch, &[40.0]).await;
+    let resolved = eventually(Duration::from_secs(20), || async {
+        alert_lines(&state_dir).iter().any(|(_, state, _)| state == "resolved")
+    })
+    .await;
+    assert!(resolved, "40 is past the clear threshold:\n{}", aggregator.log());
+    assert!(aggregator.terminate().success());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn throttled_cloudwatch_raises_one_degraded_alert_and_keeps_rule_states() {
+    let (stack, config) = stack().await;
+    let cloudwatch = Client::new(&config);
+    let dir = tempfile::tempdir().expect("temp dir");
+    let rules = dir.path().join("rules.toml");
+    let rule = |name: &str| {
+        format!(
+            "[[rule]]\nname = \"{name}\"\nkind = \"metric\"\nseverity = \"critical\"\nsummary = \"{{{{value}}}} on {{{{InstanceId}}}}\"\nnamespace = \"Klaxon\"\nmetric = \"cpu_usage_active\"\nstat = \"Maximum\"\nperiod = \"10s\"\ngroup_by = [\"InstanceId\"]\nwhen = \"> 90\"\n\n"
+        )
+    };
+    std::fs::write(&rules, format!("{}{}", rule("HotA"), rule("HotB"))).expect("rules");
+    put_fleet(&cloudwatch, 99.0).await;
+    let (config_path, state_dir) = aggregator_config(dir.path(), &rules, "2s");
+    let aggregator = Daemon::aggregator(&stack, &config_path, &dir.path().join("aggregator.log"));
+    let firing = eventually(Duration::from_secs(40), || {
+        let cloudwatch = cloudwatch.clone();
+        let state_dir = state_dir.clone();
+        async move {
+            put_fleet(&cloudwatch, 99.0).await;
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            alert_lines(&state_dir).iter().filter(|l| l.1 == "firing").count() == 2
+        }
+    })
+    .await;
+    assert!(firing, "{}", aggregator.log());
+    stack
+        .inject(
+            klaxon_tests::Service::Metrics,
+            klaxon_tests::FaultKind::Throttle,
+            klaxon_tests::Times::Fraction(1.0),
+        )
+        .expect("throttle");
+    tokio::time::sleep(Duration::from_secs(12)).await;
+    stack.clear_faults().expect("clear");
+    let recovered = eventually(Duration::from_secs(30), || async {
+        alert_lines(&state_dir).iter().any(|l| l.0 == "KlaxonSourceDegraded" && l.1 == "resolved")
+    })
+    .await;
+    assert!(recovered, "{}", aggregator.log());
+    assert!(aggregator.terminate().success());
+    let lines: Vec<(String, String)> =
+        alert_lines(&state_dir).into_iter().map(|l| (l.0, l.1)).collect();
+    let degraded = lines.iter().filter(|l| l.0 == "KlaxonSourceDegraded").count();
+    assert_eq!(
+        degraded, 2,
+        "one firing and one resolved, not one per rule or per cycle: {lines:?}"
+    );
+    assert!(
+        !lines.iter().any(|l| l.1 == "resolved" && l.0.starts_with("Hot")),
+        "rule states kept: {lines:?}"
+    );
+}
