@@ -63,6 +63,7 @@ impl Notifier for LogNotifier {
                 Transition::Pending => "pending",
                 Transition::Firing => "firing",
                 Transition::Resolved => "resolved",
+                Transition::Flapping => "flapping",
             };
             info!(message = "Alert changed.", rule = %change.rule, state, summary = %change.summary);
             let line = serde_json::json!({

@@ -62,7 +62,9 @@ impl Engine {
             .states
             .iter()
             .flat_map(|(rule, series)| {
-                series.iter().map(move |(labels, state)| (rule.clone(), labels.clone(), *state))
+                series
+                    .iter()
+                    .map(move |(labels, state)| (rule.clone(), labels.clone(), state.clone()))
             })
             .collect();
         out.sort_by(|a, b| (&a.0, &a.1).cmp(&(&b.0, &b.1)));
@@ -84,8 +86,8 @@ impl Engine {
                     self.step(rule, &decision, labels, recent, now, &mut changes);
                 }
             }
-            (RuleSource::Log { when, .. }, Observation::Matches(groups)) => {
-                let decision = simple_decision(*when);
+            (RuleSource::Log { .. }, Observation::Matches(groups)) => {
+                let decision = decision_of(rule);
                 let mut seen: Vec<&Labels> = Vec::new();
                 for (labels, count) in groups {
                     seen.push(labels);
@@ -174,8 +176,9 @@ fn decision_of(rule: &Rule) -> Decision {
             for_: *for_,
             keep_firing_for: *keep_firing_for,
             no_data: *no_data,
+            flap: rule.flap,
         },
-        RuleSource::Log { when, .. } => simple_decision(*when),
+        RuleSource::Log { when, .. } => Decision { flap: rule.flap, ..simple_decision(*when) },
         RuleSource::Absent { .. } => {
             simple_decision(Threshold { op: Comparison::Greater, value: 0.0 })
         }
@@ -191,6 +194,7 @@ fn simple_decision(when: Threshold) -> Decision {
         for_: Duration::ZERO,
         keep_firing_for: Duration::ZERO,
         no_data: NoData::Ok,
+        flap: None,
     }
 }
 

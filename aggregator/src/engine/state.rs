@@ -33,19 +33,35 @@ pub enum Transition {
     Pending,
     Firing,
     Resolved,
+    /// The series changes state too often: it is held firing, and this is said once.
+    Flapping,
+}
+
+/// Flap detection: more than `changes` firing/resolved changes within `window` hold the
+/// series firing until it has been stable for `window`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Flap {
+    pub changes: u32,
+    pub window: Duration,
 }
 
 /// The persistent state of one series.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SeriesState {
     pub phase: Phase,
     /// The latest value seen (None: no data).
     pub value: Option<f64>,
+    /// When the condition last turned firing or resolved, within the flap window.
+    #[serde(default)]
+    pub changes: Vec<Seconds>,
+    /// Held firing because it flaps.
+    #[serde(default)]
+    pub flapping: bool,
 }
 
 impl Default for SeriesState {
     fn default() -> Self {
-        SeriesState { phase: Phase::Inactive, value: None }
+        SeriesState { phase: Phase::Inactive, value: None, changes: Vec::new(), flapping: false }
     }
 }
 
@@ -58,6 +74,7 @@ pub struct Decision {
     pub for_: Duration,
     pub keep_firing_for: Duration,
     pub no_data: NoData,
+    pub flap: Option<Flap>,
 }
 
 /// What the condition says at one evaluation.
@@ -111,8 +128,43 @@ impl Decision {
 }
 
 impl SeriesState {
-    /// Evaluates at `now` with the series' recent datapoints; returns the transition, if any.
+    /// Evaluates at `now` with the series' recent datapoints; returns the transition the
+    /// notifier hears about, if any (a flapping series' changes are held back).
     pub fn evaluate(
+        &mut self,
+        decision: &Decision,
+        recent: &[Option<f64>],
+        now: Seconds,
+    ) -> Option<Transition> {
+        let underlying = self.step(decision, recent, now);
+        let Some(flap) = decision.flap else { return underlying };
+        let window = i64::try_from(flap.window.as_secs()).unwrap_or(i64::MAX);
+        if matches!(underlying, Some(Transition::Firing | Transition::Resolved)) {
+            self.changes.push(now);
+        }
+        self.changes.retain(|at| now - at < window);
+        if self.flapping {
+            if !self.changes.is_empty() {
+                return None;
+            }
+            self.flapping = false;
+            return match self.phase {
+                Phase::Firing { .. } => None,
+                _ => Some(Transition::Resolved),
+            };
+        }
+        if self.changes.len() > flap.changes as usize {
+            self.flapping = true;
+            if underlying == Some(Transition::Resolved) {
+                self.phase = Phase::Firing { since: now, quiet_since: Some(now) };
+            }
+            return Some(Transition::Flapping);
+        }
+        underlying
+    }
+
+    /// The state machine proper, without flap detection.
+    fn step(
         &mut self,
         decision: &Decision,
         recent: &[Option<f64>],
@@ -169,6 +221,7 @@ mod tests {
             for_: Duration::from_secs(for_secs),
             keep_firing_for: Duration::ZERO,
             no_data: NoData::Ok,
+            flap: None,
         }
     }
 
@@ -226,6 +279,26 @@ mod tests {
         let mut alerting = decision(1, 1, 0);
         alerting.no_data = NoData::Alerting;
         assert_eq!(run(&alerting, &[None, None]), [(0, Transition::Firing)]);
+    }
+
+    #[test]
+    fn a_flapping_series_is_held_firing_with_one_notice_and_released_when_stable() {
+        let mut flappy = decision(1, 1, 0);
+        flappy.flap = Some(Flap { changes: 4, window: Duration::from_secs(600) });
+        let mut values: Vec<Option<f64>> = [95.0, 50.0].repeat(4).into_iter().map(Some).collect();
+        values.extend(std::iter::repeat_n(Some(50.0), 12));
+        let got = run(&flappy, &values);
+        assert_eq!(
+            got,
+            [
+                (0, Transition::Firing),
+                (1, Transition::Resolved),
+                (2, Transition::Firing),
+                (3, Transition::Resolved),
+                (4, Transition::Flapping),
+                (17, Transition::Resolved),
+            ]
+        );
     }
 
     #[test]

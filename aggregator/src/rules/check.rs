@@ -15,6 +15,11 @@ use super::pattern::check_filter_pattern;
 use super::statistic::check_statistic;
 use super::template::placeholders;
 use crate::diagnostic::{Problem, Problems};
+use crate::engine::state::Flap;
+
+/// Flap detection's defaults: more than 6 firing/resolved changes in an hour.
+const DEFAULT_FLAP_CHANGES: u32 = 6;
+const DEFAULT_FLAP_WINDOW: Duration = Duration::from_secs(3600);
 
 /// Rule test files sit beside the rules and are not rules themselves.
 pub const TEST_FILE_SUFFIX: &str = ".test.toml";
@@ -175,6 +180,7 @@ impl RuleChecker<'_> {
             RuleKind::Absent => self.absent_source(raw),
         };
         self.templates(raw, &group_by);
+        let flap = self.flap(raw);
         let source = source?;
         (self.problems.len() == before).then(|| Rule {
             name: raw.name.get_ref().clone(),
@@ -186,8 +192,17 @@ impl RuleChecker<'_> {
             labels: raw.labels.clone(),
             group_by,
             source,
+            flap,
             file: self.file.to_owned(),
         })
+    }
+
+    /// Flap detection: default 6 changes in an hour; `flap_threshold = 0` turns it off.
+    fn flap(&mut self, raw: &RawRule) -> Option<Flap> {
+        let changes = raw.flap_threshold.as_ref().map_or(DEFAULT_FLAP_CHANGES, |t| *t.get_ref());
+        let window =
+            self.optional_duration(&raw.flap_window, "flap_window", DEFAULT_FLAP_WINDOW)?;
+        (changes > 0 && *raw.kind.get_ref() != RuleKind::Absent).then_some(Flap { changes, window })
     }
 
     fn query(

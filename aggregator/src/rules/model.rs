@@ -84,6 +84,10 @@ pub struct RawRule {
     pub log_group: Option<Spanned<String>>,
     pub pattern: Option<Spanned<String>>,
     pub window: Option<Spanned<String>>,
+    // any kind but absent
+    /// More firing/resolved changes than this within `flap_window` mark the series flapping.
+    pub flap_threshold: Option<Spanned<u32>>,
+    pub flap_window: Option<Spanned<String>>,
 }
 
 /// A comparison against a threshold: `> 90`.
@@ -172,6 +176,8 @@ pub struct Rule {
     pub labels: BTreeMap<String, String>,
     pub group_by: Vec<String>,
     pub source: RuleSource,
+    /// Flap detection (on by default: 6 changes in an hour).
+    pub flap: Option<crate::engine::state::Flap>,
     /// The file the rule came from.
     pub file: std::path::PathBuf,
 }
