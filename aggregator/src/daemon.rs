@@ -14,7 +14,7 @@ use crate::engine::state::{SeriesState, Transition};
 use crate::rules::model::{MetricQuery, Rule, RuleSource};
 use crate::source::SourceError;
 use crate::source::logs::{LogCursor, LogSource};
-use crate::source::metrics::{MetricSource, Request, Results};
+use crate::source::metrics::{MetricSource, Request};
 
 /// How far back an absent rule looks for a series' last datapoint.
 const ABSENT_LOOKBACK: Duration = Duration::from_secs(3 * 3600);
@@ -137,39 +137,16 @@ impl Evaluator {
 
     async fn observe(&mut self, rule: &Rule, now: i64) -> Result<Observation, SourceError> {
         match &rule.source {
-            RuleSource::Metric { queries, expression, period, datapoints, .. } => {
+            RuleSource::Metric { period, datapoints, .. } => {
                 let period_secs = i64::try_from(period.as_secs()).unwrap_or(60).max(1);
                 let end = now - now.rem_euclid(period_secs);
                 let start = end - i64::from(datapoints.of) * period_secs;
-                let mut requests = Vec::new();
-                let mut groups = Vec::new();
-                let first = queries.values().next().ok_or_else(|| no_query(rule))?.clone();
-                for (index, series) in
-                    self.metrics.series(&first, &rule.group_by).await?.into_iter().enumerate()
-                {
-                    let id = format!("s{index}");
-                    match expression {
-                        None => requests.push((id.clone(), stat(&first, &series.dimensions))),
-                        Some(expression) => {
-                            let mut substituted = expression.clone();
-                            for (name, query) in queries {
-                                let query_id = format!("{name}_{index}");
-                                let mut dimensions = query.dimensions.clone();
-                                dimensions.extend(series.labels.clone());
-                                requests.push((query_id.clone(), stat(query, &dimensions)));
-                                substituted = replace_word(&substituted, name, &query_id);
-                            }
-                            requests.push((id.clone(), Request::Expression(substituted)));
-                        }
-                    }
-                    groups.push((id, series.labels));
-                }
-                let results = self.metrics.fetch(&requests, *period, start, end).await?;
+                let history = metric_history(&mut self.metrics, rule, start, end).await?;
                 Ok(Observation::Datapoints(
-                    groups
+                    history
                         .into_iter()
-                        .map(|(id, labels)| {
-                            (labels, periods(&results, &id, start, period_secs, datapoints.of))
+                        .map(|(labels, points)| {
+                            (labels, periods(&points, start, period_secs, datapoints.of))
                         })
                         .collect(),
                 ))
@@ -177,40 +154,14 @@ impl Evaluator {
             RuleSource::Log { log_group, pattern, window, .. } => {
                 let cursor = self.cursors.entry(rule.name.clone()).or_default();
                 self.logs.advance(cursor, log_group, pattern, *window, now * 1000).await?;
-                let counts = cursor.window_counts(*window);
-                let matches = if rule.group_by.iter().any(|g| g == "stream") {
-                    counts
-                        .into_iter()
-                        .map(|(stream, n)| ([("stream".to_owned(), stream)].into(), n as f64))
-                        .collect()
-                } else {
-                    vec![(Labels::new(), counts.values().sum::<u64>() as f64)]
-                };
-                Ok(Observation::Matches(matches))
+                Ok(matches_by_group(rule, cursor.window_counts(*window)))
             }
-            RuleSource::Absent { query, period, .. } => {
+            RuleSource::Absent { period, .. } => {
                 let step = i64::try_from(period.as_secs()).unwrap_or(60).max(1);
-                let series = self.metrics.series(query, &rule.group_by).await?;
-                let mut minimum = query.clone();
-                minimum.stat = "Minimum".to_owned();
-                let requests: Vec<(String, Request)> = series
-                    .iter()
-                    .enumerate()
-                    .map(|(index, s)| (format!("s{index}"), stat(&minimum, &s.dimensions)))
-                    .collect();
                 let lookback = i64::try_from(ABSENT_LOOKBACK.as_secs()).unwrap_or(10_800);
-                let results =
-                    self.metrics.fetch(&requests, *period, now - lookback, now + step).await?;
-                Ok(Observation::LastSeen(
-                    series
-                        .into_iter()
-                        .enumerate()
-                        .filter_map(|(index, s)| {
-                            let (at, value) = *results.get(&format!("s{index}"))?.last()?;
-                            Some((s.labels, at + step, value))
-                        })
-                        .collect(),
-                ))
+                let history =
+                    metric_history(&mut self.metrics, rule, now - lookback, now + step).await?;
+                Ok(last_seen(history, step))
             }
         }
     }
@@ -275,10 +226,82 @@ fn stat(query: &MetricQuery, dimensions: &BTreeMap<String, String>) -> Request {
 }
 
 /// The `count` periods from `start`, oldest first, None where CloudWatch had no datapoint.
-fn periods(results: &Results, id: &str, start: i64, period: i64, count: u32) -> Vec<Option<f64>> {
-    let points: HashMap<i64, f64> =
-        results.get(id).map(|p| p.iter().copied().collect()).unwrap_or_default();
+pub fn periods(points: &[(i64, f64)], start: i64, period: i64, count: u32) -> Vec<Option<f64>> {
+    let points: HashMap<i64, f64> = points.iter().copied().collect();
     (0..i64::from(count)).map(|k| points.get(&(start + k * period)).copied()).collect()
+}
+
+/// Log match counts as the rule groups them: per stream, or one total.
+pub fn matches_by_group(rule: &Rule, counts: BTreeMap<String, u64>) -> Observation {
+    if rule.group_by.iter().any(|g| g == "stream") {
+        Observation::Matches(
+            counts
+                .into_iter()
+                .map(|(stream, n)| ([("stream".to_owned(), stream)].into(), n as f64))
+                .collect(),
+        )
+    } else {
+        Observation::Matches(vec![(Labels::new(), counts.values().sum::<u64>() as f64)])
+    }
+}
+
+/// Each series' last datapoint as (labels, when it was reported, value).
+pub fn last_seen(history: Vec<(Labels, Vec<(i64, f64)>)>, period: i64) -> Observation {
+    Observation::LastSeen(
+        history
+            .into_iter()
+            .filter_map(|(labels, points)| {
+                let (at, value) = *points.last()?;
+                Some((labels, at + period, value))
+            })
+            .collect(),
+    )
+}
+
+/// The datapoints of every series of a metric or absent rule over `start..end`, at the
+/// rule's period: a metric rule's statistic (or expression), an absent rule's minimum.
+pub async fn metric_history(
+    metrics: &mut MetricSource,
+    rule: &Rule,
+    start: i64,
+    end: i64,
+) -> Result<Vec<(Labels, Vec<(i64, f64)>)>, SourceError> {
+    let (queries, expression, period) = match &rule.source {
+        RuleSource::Metric { queries, expression, period, .. } => {
+            (queries.clone(), expression.clone(), *period)
+        }
+        RuleSource::Absent { query, period, .. } => {
+            let minimum = MetricQuery { stat: "Minimum".to_owned(), ..query.clone() };
+            ([("m".to_owned(), minimum)].into(), None, *period)
+        }
+        RuleSource::Log { .. } => return Ok(Vec::new()),
+    };
+    let first = queries.values().next().ok_or_else(|| no_query(rule))?.clone();
+    let mut requests = Vec::new();
+    let mut groups = Vec::new();
+    for (index, series) in metrics.series(&first, &rule.group_by).await?.into_iter().enumerate() {
+        let id = format!("s{index}");
+        match &expression {
+            None => requests.push((id.clone(), stat(&first, &series.dimensions))),
+            Some(expression) => {
+                let mut substituted = expression.clone();
+                for (name, query) in &queries {
+                    let query_id = format!("{name}_{index}");
+                    let mut dimensions = query.dimensions.clone();
+                    dimensions.extend(series.labels.clone());
+                    requests.push((query_id.clone(), stat(query, &dimensions)));
+                    substituted = replace_word(&substituted, name, &query_id);
+                }
+                requests.push((id.clone(), Request::Expression(substituted)));
+            }
+        }
+        groups.push((id, series.labels));
+    }
+    let mut results = metrics.fetch(&requests, period, start, end).await?;
+    Ok(groups
+        .into_iter()
+        .map(|(id, labels)| (labels, results.remove(&id).unwrap_or_default()))
+        .collect())
 }
 
 /// Replaces the identifier `word` in a metric-math expression.
@@ -305,8 +328,8 @@ mod tests {
 
     #[test]
     fn periods_line_up_with_missing_ones_as_none() {
-        let results: Results = [("s0".to_owned(), vec![(60, 1.0), (180, 3.0)])].into();
-        assert_eq!(periods(&results, "s0", 60, 60, 3), [Some(1.0), None, Some(3.0)]);
-        assert_eq!(periods(&results, "s9", 60, 60, 2), [None, None]);
+        let points = [(60, 1.0), (180, 3.0)];
+        assert_eq!(periods(&points, 60, 60, 3), [Some(1.0), None, Some(3.0)]);
+        assert_eq!(periods(&[], 60, 60, 2), [None, None]);
     }
 }

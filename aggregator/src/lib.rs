@@ -7,6 +7,7 @@
 //! - [`engine`]: series states (pending, firing, resolved), pure.
 //! - [`diagnostic`]: problems located as FILE:LINE:COL.
 
+pub mod backtest;
 pub mod config;
 pub mod daemon;
 // The agent's diagnostics, compiled here too: one definition of FILE:LINE:COL for both

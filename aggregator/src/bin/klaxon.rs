@@ -4,8 +4,16 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
+use std::io::Write as _;
+use std::path::Path;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use klaxon_aggregator::backtest::replay;
+use klaxon_aggregator::config::AggregatorConfig;
 use klaxon_aggregator::rules::check::{load_rules, rule_files};
 use klaxon_aggregator::rules::unit::{Report, run_file, test_files};
+use klaxon_aggregator::source::logs::LogSource;
+use klaxon_aggregator::source::metrics::MetricSource;
 
 /// Check and test rules, silence and list alerts, query and verify shipped logs.
 #[derive(Debug, Parser)]
@@ -172,11 +180,76 @@ fn main() -> ExitCode {
     match cli.command {
         Command::Rules(RulesCommand::Check { paths }) => check_rules(&paths),
         Command::Rules(RulesCommand::Test { paths }) => test_rules(&paths),
+        Command::Rules(RulesCommand::Backtest { config, rule, since, format }) => {
+            match backtest(&config.config, rule.as_deref(), since, format) {
+                Ok(code) => code,
+                Err(error) => {
+                    eprintln!("klaxon: {error:#}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
         other => {
             eprintln!("klaxon: {other:?} is not built yet");
             ExitCode::FAILURE
         }
     }
+}
+
+/// `klaxon rules backtest`: every rule (or one) replayed over the last `since`.
+fn backtest(
+    config: &Path,
+    only: Option<&str>,
+    since: Duration,
+    format: Format,
+) -> anyhow::Result<ExitCode> {
+    let config =
+        AggregatorConfig::load(config).map_err(|problems| anyhow::anyhow!("{problems}"))?;
+    let files =
+        rule_files(std::slice::from_ref(&config.rules)).map_err(|p| anyhow::anyhow!("{p}"))?;
+    let mut rules = load_rules(&files).map_err(|p| anyhow::anyhow!("{p}"))?;
+    if let Some(name) = only {
+        rules.retain(|rule| rule.name == name);
+        anyhow::ensure!(!rules.is_empty(), "no rule named {name:?} in {}", config.rules.display());
+    }
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    runtime.block_on(async {
+        let aws = aws_config::defaults(aws_config::BehaviorVersion::latest()).load().await;
+        let mut metrics =
+            MetricSource::new(aws_sdk_cloudwatch::Client::new(&aws), Duration::from_secs(3600));
+        let mut logs = LogSource::new(aws_sdk_cloudwatchlogs::Client::new(&aws), 2);
+        let end = i64::try_from(SystemTime::now().duration_since(UNIX_EPOCH)?.as_secs())?;
+        let start = end - i64::try_from(since.as_secs())?;
+        let mut out = std::io::stdout().lock();
+        for rule in &rules {
+            let report =
+                replay(rule, &mut metrics, &mut logs, start, end, config.evaluation_interval)
+                    .await?;
+            match format {
+                Format::Json | Format::Jsonl => {
+                    writeln!(out, "{}", serde_json::to_string(&report)?)?
+                }
+                Format::Text | Format::Csv => {
+                    writeln!(
+                        out,
+                        "{}: {} notifications ({} firing, {} resolved, {} flapping)",
+                        report.rule,
+                        report.notifications,
+                        report.fired,
+                        report.resolved,
+                        report.flaps
+                    )?;
+                    for t in report.transitions.iter().filter(|t| t.state != "pending") {
+                        let when = humantime::format_rfc3339_seconds(
+                            UNIX_EPOCH + Duration::from_secs(t.at.max(0) as u64),
+                        );
+                        writeln!(out, "  {when} {:<8} {}", t.state, t.summary)?;
+                    }
+                }
+            }
+        }
+        Ok(ExitCode::SUCCESS)
+    })
 }
 
 /// `klaxon rules test`: runs every `*.test.toml`; prints failures as expected vs got.

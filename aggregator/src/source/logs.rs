@@ -79,6 +79,27 @@ impl LogSource {
             return Ok(());
         }
         let mut bucket: BTreeMap<String, u64> = BTreeMap::new();
+        for (stream, _) in self.matches(group, pattern, from, until).await? {
+            *bucket.entry(stream).or_default() += 1;
+        }
+        cursor.buckets.push_back((until, bucket));
+        cursor.counted_until_ms = until;
+        cursor.prune(window);
+        Ok(())
+    }
+}
+
+impl LogSource {
+    /// Every event matching `pattern` in `group` from `start_ms` to before `end_ms`, as
+    /// (stream, timestamp ms), following every page at the paced rate.
+    pub async fn matches(
+        &mut self,
+        group: &str,
+        pattern: &str,
+        start_ms: i64,
+        end_ms: i64,
+    ) -> Result<Vec<(String, i64)>, SourceError> {
+        let mut found = Vec::new();
         let mut token = None;
         loop {
             self.pace.until_ready().await;
@@ -88,26 +109,21 @@ impl LogSource {
                 .filter_log_events()
                 .log_group_name(group)
                 .filter_pattern(pattern)
-                .start_time(from)
-                .end_time(until - 1)
+                .start_time(start_ms)
+                .end_time(end_ms - 1)
                 .set_next_token(token)
                 .send()
                 .await
                 .map_err(|error| SourceError::from_sdk_logs("FilterLogEvents", &error))?;
             for event in page.events() {
-                *bucket
-                    .entry(event.log_stream_name().unwrap_or_default().to_owned())
-                    .or_default() += 1;
+                let stream = event.log_stream_name().unwrap_or_default().to_owned();
+                found.push((stream, event.timestamp().unwrap_or_default()));
             }
             token = page.next_token().map(str::to_owned);
             if token.is_none() {
-                break;
+                return Ok(found);
             }
         }
-        cursor.buckets.push_back((until, bucket));
-        cursor.counted_until_ms = until;
-        cursor.prune(window);
-        Ok(())
     }
 }
 

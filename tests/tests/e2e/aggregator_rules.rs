@@ -375,3 +375,77 @@ async fn throttled_cloudwatch_raises_one_degraded_alert_and_keeps_rule_states() 
         "rule states kept: {lines:?}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backtest_replays_two_hours_of_history() {
+    let (stack, config) = stack().await;
+    let cloudwatch = Client::new(&config);
+    let logs = aws_sdk_cloudwatchlogs::Client::new(&config);
+    let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default().as_secs() as i64;
+    let hour_ago = now - now.rem_euclid(60) - 3600;
+    // An hour of CPU a minute apart: 20%, except 20 minutes at 95% in the middle.
+    let data: Vec<MetricDatum> = (0..60)
+        .map(|minute| {
+            let value = if (20..40).contains(&minute) { 95.0 } else { 20.0 };
+            MetricDatum::builder()
+                .metric_name("cpu_usage_active")
+                .dimensions(Dimension::builder().name("InstanceId").value("i-bt").build())
+                .timestamp(DateTime::from_secs(hour_ago + minute * 60 + 1))
+                .values(value)
+                .build()
+        })
+        .collect();
+    cloudwatch
+        .put_metric_data()
+        .namespace("Klaxon")
+        .set_metric_data(Some(data))
+        .send()
+        .await
+        .expect("put");
+    logs.create_log_group().log_group_name("/test/app").send().await.expect("group");
+    logs.create_log_stream()
+        .log_group_name("/test/app")
+        .log_stream_name("i-bt")
+        .send()
+        .await
+        .expect("stream");
+    let burst = (0..30).map(|i| {
+        aws_sdk_cloudwatchlogs::types::InputLogEvent::builder()
+            .timestamp((hour_ago + 1800) * 1000 + i)
+            .message(format!("ERROR payment declined {i}"))
+            .build()
+            .expect("event")
+    });
+    logs.put_log_events()
+        .log_group_name("/test/app")
+        .log_stream_name("i-bt")
+        .set_log_events(Some(burst.collect()))
+        .send()
+        .await
+        .expect("put logs");
+
+    let dir = tempfile::tempdir().expect("temp dir");
+    let rules = dir.path().join("rules.toml");
+    std::fs::write(
+        &rules,
+        "[[rule]]\nname = \"HotHost\"\nkind = \"metric\"\nseverity = \"critical\"\nsummary = \"CPU {{value}}% on {{InstanceId}}\"\nnamespace = \"Klaxon\"\nmetric = \"cpu_usage_active\"\nstat = \"Maximum\"\nperiod = \"60s\"\ngroup_by = [\"InstanceId\"]\nwhen = \"> 90\"\nfor = \"5m\"\n\n[[rule]]\nname = \"Errors\"\nkind = \"log\"\nseverity = \"warning\"\nsummary = \"{{value}} errors on {{stream}}\"\nlog_group = \"/test/app\"\npattern = \"ERROR\"\nwindow = \"5m\"\ngroup_by = [\"stream\"]\nwhen = \">= 20\"\n",
+    )
+    .expect("rules");
+    let (config_path, _) = aggregator_config(dir.path(), &rules, "60s");
+    let mut command = std::process::Command::new(klaxon_tests::agent::workspace_binary("klaxon"));
+    command.args(["rules", "backtest", "--config"]).arg(&config_path).args(["--since", "2h"]);
+    stack.configure(&mut command);
+    let output = command.output().expect("run klaxon rules backtest");
+    let printed = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{printed}\n{}", String::from_utf8_lossy(&output.stderr));
+    assert!(
+        printed.contains("HotHost: 2 notifications (1 firing, 1 resolved, 0 flapping)"),
+        "{printed}"
+    );
+    assert!(printed.contains("firing   CPU 95% on i-bt"), "{printed}");
+    assert!(
+        printed.contains("Errors: 2 notifications (1 firing, 1 resolved, 0 flapping)"),
+        "{printed}"
+    );
+    assert!(printed.contains("firing   30 errors on i-bt"), "{printed}");
+}
