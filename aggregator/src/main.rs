@@ -15,7 +15,7 @@ use klaxon_aggregator::rules::model::Rule;
 use klaxon_aggregator::source::logs::LogSource;
 use klaxon_aggregator::source::metrics::MetricSource;
 use tokio::signal::unix::{SignalKind, signal};
-use tracing::{error, info};
+use tracing::{error, info, warn};
 
 /// Evaluates rule files against CloudWatch and sends grouped, deduplicated,
 /// rate-limited alerts through SNS.
@@ -74,7 +74,8 @@ fn serve(config: AggregatorConfig) -> anyhow::Result<()> {
         let mut hangup = signal(SignalKind::hangup())?;
         let aws = aws_config::defaults(aws_config::BehaviorVersion::latest()).load().await;
         let refresh = config.evaluation_interval * SERIES_REFRESH_INTERVALS;
-        let metrics = MetricSource::new(aws_sdk_cloudwatch::Client::new(&aws), refresh);
+        let cloudwatch = aws_sdk_cloudwatch::Client::new(&aws);
+        let metrics = MetricSource::new(cloudwatch.clone(), refresh);
         let logs = LogSource::new(aws_sdk_cloudwatchlogs::Client::new(&aws), FILTER_LOG_EVENTS_PER_SECOND);
         let mut evaluator = Evaluator::new(metrics, logs, &config.state_dir)?;
         let mut notifier = LogNotifier::new(&config.state_dir);
@@ -86,13 +87,13 @@ fn serve(config: AggregatorConfig) -> anyhow::Result<()> {
             tokio::select! {
                 _ = tick.tick() => {
                     if reload.swap(false, Ordering::Relaxed) {
-                        reload_rules(&config, &mut rules);
+                        reload_rules(&config, &mut rules, &cloudwatch).await;
                     }
                     let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_secs();
                     let changes = evaluator.cycle(&rules, i64::try_from(now)?).await;
                     notifier.notify(&changes);
                 }
-                _ = hangup.recv() => reload_rules(&config, &mut rules),
+                _ = hangup.recv() => reload_rules(&config, &mut rules, &cloudwatch).await,
                 _ = terminate.recv() => break,
                 _ = interrupt.recv() => break,
             }
@@ -109,15 +110,32 @@ const SERIES_REFRESH_INTERVALS: u32 = 5;
 /// This aggregator's share of the account's 5 FilterLogEvents calls a second.
 const FILTER_LOG_EVENTS_PER_SECOND: u32 = 2;
 
-fn reload_rules(config: &AggregatorConfig, rules: &mut Vec<Rule>) {
-    match load_rule_set(config) {
+/// Loads the rules again; an invalid set is refused loudly (error log and
+/// `klaxon_aggregator_rules_invalid` = 1) and the running rules stay.
+async fn reload_rules(
+    config: &AggregatorConfig,
+    rules: &mut Vec<Rule>,
+    cloudwatch: &aws_sdk_cloudwatch::Client,
+) {
+    let invalid = match load_rule_set(config) {
         Ok(new) => {
             info!(message = "Rules reloaded.", rules = new.len());
             *rules = new;
+            0.0
         }
         Err(problems) => {
             error!(message = "Invalid rules; the previous rules keep running.", %problems);
+            1.0
         }
+    };
+    let datum = aws_sdk_cloudwatch::types::MetricDatum::builder()
+        .metric_name("klaxon_aggregator_rules_invalid")
+        .value(invalid)
+        .unit(aws_sdk_cloudwatch::types::StandardUnit::None)
+        .build();
+    let sent = cloudwatch.put_metric_data().namespace("Klaxon").metric_data(datum).send().await;
+    if let Err(error) = sent {
+        warn!(message = "Cannot publish klaxon_aggregator_rules_invalid.", error = %aws_sdk_cloudwatch::error::DisplayErrorContext(error));
     }
 }
 

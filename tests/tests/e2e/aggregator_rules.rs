@@ -265,6 +265,16 @@ async fn a_broken_rule_file_leaves_the_old_rules_evaluating() {
     .await;
     assert!(fired, "the old rules stopped:\n{}", aggregator.log());
     assert!(aggregator.terminate().success());
+    let invalid = klaxon_tests::metrics::statistic(
+        &cloudwatch,
+        "klaxon_aggregator_rules_invalid",
+        &[],
+        "Maximum",
+        Duration::from_secs(3600),
+        Duration::from_secs(600),
+    )
+    .await;
+    assert_eq!(invalid.first().map(|p| p.1), Some(1.0), "the refusal is a metric too");
 }
 
 /// Puts one `cpu_usage_active` datapoint for `i-mn` in each 5 s period, values in turn,
