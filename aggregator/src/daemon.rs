@@ -114,7 +114,27 @@ impl Evaluator {
     pub async fn cycle(&mut self, rules: &[Rule], now: i64) -> Vec<AlertChange> {
         let mut changes = Vec::new();
         let mut failure = None;
+        // Metric rules that share a window (period, N) are fetched in the same calls.
+        let mut windows: BTreeMap<(u64, u32), Vec<&Rule>> = BTreeMap::new();
         for rule in rules {
+            if let RuleSource::Metric { period, datapoints, .. } = &rule.source {
+                windows.entry((period.as_secs(), datapoints.of)).or_default().push(rule);
+            }
+        }
+        for ((period, of), members) in windows {
+            match self.observe_window(&members, period, of, now).await {
+                Ok(observations) => {
+                    for (rule, observation) in members.iter().zip(observations) {
+                        changes.extend(self.engine.evaluate(rule, &observation, now));
+                    }
+                }
+                Err(error) => {
+                    warn!(message = "Cannot read metric rules' data; their state is kept.", rules = members.len(), %error);
+                    failure = Some(error);
+                }
+            }
+        }
+        for rule in rules.iter().filter(|rule| !matches!(rule.source, RuleSource::Metric { .. })) {
             match self.observe(rule, now).await {
                 Ok(observation) => changes.extend(self.engine.evaluate(rule, &observation, now)),
                 Err(error) => {
@@ -130,26 +150,60 @@ impl Evaluator {
         changes
     }
 
+    /// The last N periods of every series of `rules` (which share `period` and N), in
+    /// as few GetMetricData calls as 500 queries a call allow.
+    async fn observe_window(
+        &mut self,
+        rules: &[&Rule],
+        period: u64,
+        of: u32,
+        now: i64,
+    ) -> Result<Vec<Observation>, SourceError> {
+        let period_secs = i64::try_from(period).unwrap_or(60).max(1);
+        let end = now - now.rem_euclid(period_secs);
+        let start = end - i64::from(of) * period_secs;
+        let mut requests = Vec::new();
+        let mut groups_per_rule = Vec::new();
+        for (index, rule) in rules.iter().enumerate() {
+            let (rule_requests, groups) =
+                metric_requests(&mut self.metrics, rule, &format!("r{index}_")).await?;
+            requests.extend(rule_requests);
+            groups_per_rule.push(groups);
+        }
+        let mut results =
+            self.metrics.fetch(&requests, Duration::from_secs(period), start, end).await?;
+        Ok(groups_per_rule
+            .into_iter()
+            .map(|groups| {
+                Observation::Datapoints(
+                    groups
+                        .into_iter()
+                        .map(|(id, labels)| {
+                            let points = results.remove(&id).unwrap_or_default();
+                            (labels, periods(&points, start, period_secs, of))
+                        })
+                        .collect(),
+                )
+            })
+            .collect())
+    }
+
     /// CloudWatch calls made so far (ListMetrics, GetMetricData, FilterLogEvents).
     pub fn calls(&self) -> u64 {
         self.metrics.calls + self.logs.calls
     }
 
+    /// Metrics requested from GetMetricData so far: what it bills.
+    pub fn metrics_requested(&self) -> u64 {
+        self.metrics.metrics_requested
+    }
+
     async fn observe(&mut self, rule: &Rule, now: i64) -> Result<Observation, SourceError> {
         match &rule.source {
             RuleSource::Metric { period, datapoints, .. } => {
-                let period_secs = i64::try_from(period.as_secs()).unwrap_or(60).max(1);
-                let end = now - now.rem_euclid(period_secs);
-                let start = end - i64::from(datapoints.of) * period_secs;
-                let history = metric_history(&mut self.metrics, rule, start, end).await?;
-                Ok(Observation::Datapoints(
-                    history
-                        .into_iter()
-                        .map(|(labels, points)| {
-                            (labels, periods(&points, start, period_secs, datapoints.of))
-                        })
-                        .collect(),
-                ))
+                let mut observed =
+                    self.observe_window(&[rule], period.as_secs(), datapoints.of, now).await?;
+                Ok(observed.pop().unwrap_or(Observation::Datapoints(Vec::new())))
             }
             RuleSource::Log { log_group, pattern, window, .. } => {
                 let cursor = self.cursors.entry(rule.name.clone()).or_default();
@@ -258,35 +312,32 @@ pub fn last_seen(history: Vec<(Labels, Vec<(i64, f64)>)>, period: i64) -> Observ
     )
 }
 
-/// The datapoints of every series of a metric or absent rule over `start..end`, at the
-/// rule's period: a metric rule's statistic (or expression), an absent rule's minimum.
-pub async fn metric_history(
+/// The GetMetricData queries for every series of a metric or absent rule (ids start with
+/// `prefix`), and which query id answers for which series.
+async fn metric_requests(
     metrics: &mut MetricSource,
     rule: &Rule,
-    start: i64,
-    end: i64,
-) -> Result<Vec<(Labels, Vec<(i64, f64)>)>, SourceError> {
-    let (queries, expression, period) = match &rule.source {
-        RuleSource::Metric { queries, expression, period, .. } => {
-            (queries.clone(), expression.clone(), *period)
-        }
-        RuleSource::Absent { query, period, .. } => {
+    prefix: &str,
+) -> Result<(Vec<(String, Request)>, Vec<(String, Labels)>), SourceError> {
+    let (queries, expression) = match &rule.source {
+        RuleSource::Metric { queries, expression, .. } => (queries.clone(), expression.clone()),
+        RuleSource::Absent { query, .. } => {
             let minimum = MetricQuery { stat: "Minimum".to_owned(), ..query.clone() };
-            ([("m".to_owned(), minimum)].into(), None, *period)
+            ([("m".to_owned(), minimum)].into(), None)
         }
-        RuleSource::Log { .. } => return Ok(Vec::new()),
+        RuleSource::Log { .. } => return Ok((Vec::new(), Vec::new())),
     };
     let first = queries.values().next().ok_or_else(|| no_query(rule))?.clone();
     let mut requests = Vec::new();
     let mut groups = Vec::new();
     for (index, series) in metrics.series(&first, &rule.group_by).await?.into_iter().enumerate() {
-        let id = format!("s{index}");
+        let id = format!("{prefix}s{index}");
         match &expression {
             None => requests.push((id.clone(), stat(&first, &series.dimensions))),
             Some(expression) => {
                 let mut substituted = expression.clone();
                 for (name, query) in &queries {
-                    let query_id = format!("{name}_{index}");
+                    let query_id = format!("{prefix}{name}_{index}");
                     let mut dimensions = query.dimensions.clone();
                     dimensions.extend(series.labels.clone());
                     requests.push((query_id.clone(), stat(query, &dimensions)));
@@ -297,6 +348,22 @@ pub async fn metric_history(
         }
         groups.push((id, series.labels));
     }
+    Ok((requests, groups))
+}
+
+/// The datapoints of every series of a metric or absent rule over `start..end`, at the
+/// rule's period: a metric rule's statistic (or expression), an absent rule's minimum.
+pub async fn metric_history(
+    metrics: &mut MetricSource,
+    rule: &Rule,
+    start: i64,
+    end: i64,
+) -> Result<Vec<(Labels, Vec<(i64, f64)>)>, SourceError> {
+    let period = match &rule.source {
+        RuleSource::Metric { period, .. } | RuleSource::Absent { period, .. } => *period,
+        RuleSource::Log { .. } => return Ok(Vec::new()),
+    };
+    let (requests, groups) = metric_requests(metrics, rule, "").await?;
     let mut results = metrics.fetch(&requests, period, start, end).await?;
     Ok(groups
         .into_iter()

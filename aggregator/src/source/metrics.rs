@@ -44,13 +44,15 @@ pub struct MetricSource {
     cache: HashMap<SeriesKey, (Instant, Vec<Series>)>,
     /// Calls made, for the cost report.
     pub calls: u64,
+    /// Metrics requested from GetMetricData (what it bills), for the cost report.
+    pub metrics_requested: u64,
 }
 
 impl MetricSource {
     /// `refresh`: how long the series of a rule are reused before ListMetrics is asked
     /// again (the aggregator uses five evaluation intervals).
     pub fn new(client: Client, refresh: Duration) -> Self {
-        MetricSource { client, refresh, cache: HashMap::new(), calls: 0 }
+        MetricSource { client, refresh, cache: HashMap::new(), calls: 0, metrics_requested: 0 }
     }
 
     /// The series of `query` that carry every `group_by` dimension, one per label set
@@ -127,6 +129,8 @@ impl MetricSource {
         let period = i32::try_from(period.as_secs()).unwrap_or(60);
         let mut results: Results = HashMap::new();
         for chunk in requests.chunks(MAX_QUERIES_PER_CALL) {
+            self.metrics_requested +=
+                chunk.iter().filter(|(_, r)| matches!(r, Request::Stat { .. })).count() as u64;
             let queries: Vec<MetricDataQuery> =
                 chunk.iter().map(|(id, request)| to_query(id, request, period)).collect();
             let mut token = None;
