@@ -89,6 +89,8 @@ pub struct Evaluator {
     cursors: BTreeMap<String, LogCursor>,
     /// The failing API and when it started failing, while it fails.
     degraded: Option<(SourceError, i64)>,
+    /// Per metric rule, the end of the last period it evaluated.
+    looked_at: HashMap<String, i64>,
     state_path: PathBuf,
 }
 
@@ -106,7 +108,15 @@ impl Evaluator {
             StateFile::V1 { series, cursors } => (Engine::restore(series), cursors),
             StateFile::Empty => (Engine::default(), BTreeMap::new()),
         };
-        Ok(Evaluator { engine, metrics, logs, cursors, degraded: None, state_path })
+        Ok(Evaluator {
+            engine,
+            metrics,
+            logs,
+            cursors,
+            degraded: None,
+            looked_at: HashMap::new(),
+            state_path,
+        })
     }
 
     /// Evaluates every rule at `now` (Unix seconds) and saves the state. A rule whose
@@ -114,11 +124,17 @@ impl Evaluator {
     pub async fn cycle(&mut self, rules: &[Rule], now: i64) -> Vec<AlertChange> {
         let mut changes = Vec::new();
         let mut failure = None;
-        // Metric rules that share a window (period, N) are fetched in the same calls.
+        // Metric rules that share a window (period, N) are fetched in the same calls, and
+        // only when a period completed since they last looked: GetMetricData bills every
+        // metric requested, and a 5-minute period has nothing new each minute.
         let mut windows: BTreeMap<(u64, u32), Vec<&Rule>> = BTreeMap::new();
         for rule in rules {
             if let RuleSource::Metric { period, datapoints, .. } = &rule.source {
-                windows.entry((period.as_secs(), datapoints.of)).or_default().push(rule);
+                let period_secs = i64::try_from(period.as_secs()).unwrap_or(60).max(1);
+                let latest_period = now - now.rem_euclid(period_secs);
+                if self.looked_at.insert(rule.name.clone(), latest_period) != Some(latest_period) {
+                    windows.entry((period.as_secs(), datapoints.of)).or_default().push(rule);
+                }
             }
         }
         for ((period, of), members) in windows {
@@ -130,6 +146,9 @@ impl Evaluator {
                 }
                 Err(error) => {
                     warn!(message = "Cannot read metric rules' data; their state is kept.", rules = members.len(), %error);
+                    for rule in &members {
+                        self.looked_at.remove(&rule.name);
+                    }
                     failure = Some(error);
                 }
             }
