@@ -18,6 +18,9 @@ use crate::source::metrics::{MetricSource, Request};
 
 /// How far back an absent rule looks for a series' last datapoint.
 const ABSENT_LOOKBACK: Duration = Duration::from_secs(3 * 3600);
+/// The first wait after a cycle that could not read CloudWatch, and the longest.
+const FIRST_RETRY_SECS: i64 = 15;
+const MAX_RETRY_SECS: i64 = 600;
 /// The rule name of the one alert that says CloudWatch cannot be read.
 pub const SOURCE_DEGRADED: &str = "KlaxonSourceDegraded";
 
@@ -91,6 +94,9 @@ pub struct Evaluator {
     degraded: Option<(SourceError, i64)>,
     /// Per metric rule, the end of the last period it evaluated.
     looked_at: HashMap<String, i64>,
+    /// Cycles in a row that failed to read, and the time before which none is tried.
+    failures: u32,
+    retry_at: i64,
     state_path: PathBuf,
 }
 
@@ -115,6 +121,8 @@ impl Evaluator {
             cursors,
             degraded: None,
             looked_at: HashMap::new(),
+            failures: 0,
+            retry_at: 0,
             state_path,
         })
     }
@@ -122,6 +130,9 @@ impl Evaluator {
     /// Evaluates every rule at `now` (Unix seconds) and saves the state. A rule whose
     /// data cannot be read keeps its state; the failure becomes one degraded alert.
     pub async fn cycle(&mut self, rules: &[Rule], now: i64) -> Vec<AlertChange> {
+        if now < self.retry_at {
+            return Vec::new();
+        }
         let mut changes = Vec::new();
         let mut failure = None;
         // Metric rules that share a window (period, N) are fetched in the same calls, and
@@ -161,6 +172,15 @@ impl Evaluator {
                     failure = Some(error);
                 }
             }
+        }
+        // While CloudWatch fails, back off: 15 s, 30 s, … up to 10 minutes between tries.
+        if failure.is_some() {
+            self.failures += 1;
+            let wait = (FIRST_RETRY_SECS << (self.failures - 1).min(10)).min(MAX_RETRY_SECS);
+            self.retry_at = now + wait;
+        } else {
+            self.failures = 0;
+            self.retry_at = 0;
         }
         changes.extend(self.source_health(failure, now));
         if let Err(error) = self.save() {
