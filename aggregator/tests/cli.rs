@@ -142,3 +142,17 @@ fn a_failing_rule_test_prints_expected_and_got() {
     assert!(printed.contains("rule HighMemory at 2m (firing):\n  expected:\n    ExpectedAlert { labels: {\"InstanceId\": \"i-9\"}, summary: None }\n  got:\n"), "{printed}");
     assert!(printed.contains("0 expectations passed, 1 failed"), "{printed}");
 }
+
+#[test]
+fn rules_check_speaks_json_for_machines() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    std::fs::write(dir.path().join("bad.toml"), "[[rule]]\nname = \"X\"\nkind = \"absent\"\nseverity = \"s\"\nsummary = \"s\"\nnamespace = \"n\"\nmetric = \"m\"\n")
+        .expect("write");
+    let output =
+        run(KLAXON, &["rules", "check", "--format", "json", dir.path().to_str().expect("path")]);
+    assert_eq!(output.status.code(), Some(1));
+    let parsed: serde_json::Value = serde_json::from_slice(&output.stdout).expect("json");
+    let problem = &parsed["problems"][0];
+    assert_eq!((problem["line"].as_u64(), problem["column"].as_u64()), (Some(2), Some(8)));
+    assert_eq!(problem["message"], "rule \"X\": an absent rule needs `for`");
+}

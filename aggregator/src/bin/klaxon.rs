@@ -53,12 +53,16 @@ enum RulesCommand {
         /// Rule files or folders of *.toml.
         #[arg(required = true, value_name = "PATH")]
         paths: Vec<PathBuf>,
+        #[arg(long, value_enum, default_value_t = Format::Text)]
+        format: Format,
     },
     /// Run the rule unit tests found beside the rules.
     Test {
         /// Rule test files or folders.
         #[arg(required = true, value_name = "PATH")]
         paths: Vec<PathBuf>,
+        #[arg(long, value_enum, default_value_t = Format::Text)]
+        format: Format,
     },
     /// Replay rules over CloudWatch history and report when they would have fired.
     Backtest {
@@ -178,8 +182,8 @@ enum Format {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
-        Command::Rules(RulesCommand::Check { paths }) => check_rules(&paths),
-        Command::Rules(RulesCommand::Test { paths }) => test_rules(&paths),
+        Command::Rules(RulesCommand::Check { paths, format }) => check_rules(&paths, format),
+        Command::Rules(RulesCommand::Test { paths, format }) => test_rules(&paths, format),
         Command::Rules(RulesCommand::Backtest { config, rule, since, format }) => {
             match backtest(&config.config, rule.as_deref(), since, format) {
                 Ok(code) => code,
@@ -253,7 +257,7 @@ fn backtest(
 }
 
 /// `klaxon rules test`: runs every `*.test.toml`; prints failures as expected vs got.
-fn test_rules(paths: &[PathBuf]) -> ExitCode {
+fn test_rules(paths: &[PathBuf], format: Format) -> ExitCode {
     let files = test_files(paths);
     let mut report = Report::default();
     let mut broken = Vec::new();
@@ -262,20 +266,30 @@ fn test_rules(paths: &[PathBuf]) -> ExitCode {
             broken.push(error);
         }
     }
-    for failure in report.failures.iter().chain(&broken) {
-        println!("{failure}");
-    }
-    println!(
-        "{} expectations passed, {} failed, in {} test files{}",
-        report.passed,
-        report.failures.len(),
-        files.len(),
-        if broken.is_empty() {
-            String::new()
-        } else {
-            format!(" ({} files could not run)", broken.len())
+    if matches!(format, Format::Json | Format::Jsonl) {
+        let summary = serde_json::json!({
+            "files": files.len(),
+            "passed": report.passed,
+            "failures": report.failures,
+            "broken": broken,
+        });
+        println!("{summary}");
+    } else {
+        for failure in report.failures.iter().chain(&broken) {
+            println!("{failure}");
         }
-    );
+        println!(
+            "{} expectations passed, {} failed, in {} test files{}",
+            report.passed,
+            report.failures.len(),
+            files.len(),
+            if broken.is_empty() {
+                String::new()
+            } else {
+                format!(" ({} files could not run)", broken.len())
+            }
+        );
+    }
     if report.failures.is_empty() && broken.is_empty() && !files.is_empty() {
         ExitCode::SUCCESS
     } else {
@@ -284,13 +298,30 @@ fn test_rules(paths: &[PathBuf]) -> ExitCode {
 }
 
 /// `klaxon rules check`: every problem as FILE:LINE:COL with the rule name; exit 0 or 1.
-fn check_rules(paths: &[PathBuf]) -> ExitCode {
+fn check_rules(paths: &[PathBuf], format: Format) -> ExitCode {
     let checked =
         rule_files(paths).and_then(|files| load_rules(&files).map(|rules| (files.len(), rules)));
+    let json = matches!(format, Format::Json | Format::Jsonl);
     match checked {
+        Ok((files, rules)) if json => {
+            println!(
+                "{}",
+                serde_json::json!({ "files": files, "rules": rules.len(), "problems": [] })
+            );
+            ExitCode::SUCCESS
+        }
         Ok((files, rules)) => {
             println!("{} rules in {files} files: ok", rules.len());
             ExitCode::SUCCESS
+        }
+        Err(problems) if json => {
+            let listed: Vec<_> = problems
+                .0
+                .iter()
+                .map(|p| serde_json::json!({ "file": p.file, "line": p.line, "column": p.column, "message": p.message }))
+                .collect();
+            println!("{}", serde_json::json!({ "problems": listed }));
+            ExitCode::FAILURE
         }
         Err(problems) => {
             println!("{problems}");

@@ -150,7 +150,7 @@ impl RuleChecker<'_> {
     ) -> Option<&'v Spanned<T>> {
         if value.is_none() {
             let kind = kind_name(*raw.kind.get_ref());
-            self.problem(raw.name.span(), format!("a {kind} rule needs `{key}`"));
+            self.problem(raw.name.span(), format!("{kind} rule needs `{key}`"));
         }
         value.as_ref()
     }
@@ -160,7 +160,7 @@ impl RuleChecker<'_> {
         let kind = kind_name(*raw.kind.get_ref());
         for (key, span) in keys {
             if let Some(span) = span {
-                self.problem(span.clone(), format!("`{key}` does not apply to a {kind} rule"));
+                self.problem(span.clone(), format!("`{key}` does not apply to {kind} rule"));
             }
         }
     }
@@ -404,11 +404,12 @@ fn metric_only_keys(raw: &RawRule) -> Vec<(&'static str, Option<Range<usize>>)> 
     ]
 }
 
+/// The kind with its article, for messages: "a metric", "an absent".
 fn kind_name(kind: RuleKind) -> &'static str {
     match kind {
-        RuleKind::Metric => "metric",
-        RuleKind::Log => "log",
-        RuleKind::Absent => "absent",
+        RuleKind::Metric => "a metric",
+        RuleKind::Log => "a log",
+        RuleKind::Absent => "an absent",
     }
 }
 
