@@ -8,7 +8,6 @@ use serde::Serialize;
 
 use crate::daemon::{last_seen, matches_by_group, metric_history, periods};
 use crate::engine::evaluate::{Engine, Observation};
-use crate::engine::state::Transition;
 use crate::rules::model::{Rule, RuleSource};
 use crate::source::SourceError;
 use crate::source::logs::LogSource;
@@ -50,12 +49,7 @@ pub async fn replay(
     let mut report = RuleReport { rule: rule.name.clone(), ..RuleReport::default() };
     let mut record = |changes: Vec<crate::engine::evaluate::AlertChange>, at: i64| {
         for change in changes {
-            let state = match change.transition {
-                Transition::Pending => "pending",
-                Transition::Firing => "firing",
-                Transition::Resolved => "resolved",
-                Transition::Flapping => "flapping",
-            };
+            let state = change.transition.as_str();
             report.fired += usize::from(state == "firing");
             report.resolved += usize::from(state == "resolved");
             report.flaps += usize::from(state == "flapping");

@@ -62,12 +62,7 @@ impl Notifier for LogNotifier {
             }
         };
         for change in changes {
-            let state = match change.transition {
-                Transition::Pending => "pending",
-                Transition::Firing => "firing",
-                Transition::Resolved => "resolved",
-                Transition::Flapping => "flapping",
-            };
+            let state = change.transition.as_str();
             info!(message = "Alert changed.", rule = %change.rule, state, summary = %change.summary);
             let line = serde_json::json!({
                 "rule": change.rule,

@@ -37,6 +37,18 @@ pub enum Transition {
     Flapping,
 }
 
+impl Transition {
+    /// How alert logs and reports name it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Transition::Pending => "pending",
+            Transition::Firing => "firing",
+            Transition::Resolved => "resolved",
+            Transition::Flapping => "flapping",
+        }
+    }
+}
+
 /// Flap detection: more than `changes` firing/resolved changes within `window` hold the
 /// series firing until it has been stable for `window`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -114,7 +114,7 @@ impl LogSource {
                 .set_next_token(token)
                 .send()
                 .await
-                .map_err(|error| SourceError::from_sdk_logs("FilterLogEvents", &error))?;
+                .map_err(|error| SourceError::from_sdk("FilterLogEvents", &error))?;
             for event in page.events() {
                 let stream = event.log_stream_name().unwrap_or_default().to_owned();
                 found.push((stream, event.timestamp().unwrap_or_default()));
@@ -124,27 +124,6 @@ impl LogSource {
                 return Ok(found);
             }
         }
-    }
-}
-
-impl SourceError {
-    pub fn from_sdk_logs<E, R>(
-        api: &'static str,
-        error: &aws_smithy_runtime_api::client::result::SdkError<E, R>,
-    ) -> Self
-    where
-        E: aws_sdk_cloudwatchlogs::error::ProvideErrorMetadata + std::error::Error + 'static,
-        R: std::fmt::Debug,
-    {
-        let code = aws_sdk_cloudwatchlogs::error::ProvideErrorMetadata::code(error)
-            .unwrap_or("network")
-            .to_owned();
-        let message = aws_sdk_cloudwatchlogs::error::ProvideErrorMetadata::message(error)
-            .map_or_else(
-                || aws_sdk_cloudwatchlogs::error::DisplayErrorContext(error).to_string(),
-                str::to_owned,
-            );
-        SourceError { api, code, message }
     }
 }
 

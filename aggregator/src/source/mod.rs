@@ -15,6 +15,7 @@ pub struct SourceError {
 }
 
 impl SourceError {
+    /// From any SDK error (CloudWatch's and CloudWatch Logs' share the error traits).
     pub fn from_sdk<E, R>(
         api: &'static str,
         error: &aws_smithy_runtime_api::client::result::SdkError<E, R>,
