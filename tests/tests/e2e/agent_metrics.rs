@@ -149,7 +149,8 @@ async fn the_instance_id_comes_from_imdsv2_else_the_override_else_the_hostname()
         .await;
         let took = started.elapsed();
         assert!(running, "{name}: not running as the hostname:\n{}", agent.log());
-        assert!(took < Duration::from_millis(2500), "{name}: start-up took {took:?}");
+        // The IMDS budget is 1 s; the rest is process start on a loaded CI machine.
+        assert!(took < Duration::from_secs(3), "{name}: start-up took {took:?}");
         assert!(agent.terminate().success());
     }
     assert_eq!(stack.stats().expect("stats").requests_for("imds./latest/api/token"), 1);

@@ -340,9 +340,10 @@ async fn throttled_cloudwatch_raises_one_degraded_alert_and_keeps_rule_states() 
     let rules = dir.path().join("rules.toml");
     let rule = |name: &str| {
         format!(
-            "[[rule]]\nname = \"{name}\"\nkind = \"metric\"\nseverity = \"critical\"\nsummary = \"{{{{value}}}} on {{{{InstanceId}}}}\"\nnamespace = \"Klaxon\"\nmetric = \"cpu_usage_active\"\nstat = \"Maximum\"\nperiod = \"10s\"\ngroup_by = [\"InstanceId\"]\nwhen = \"> 90\"\n\n"
+            "[[rule]]\nname = \"{name}\"\nkind = \"metric\"\nseverity = \"critical\"\nsummary = \"{{{{value}}}} on {{{{InstanceId}}}}\"\nnamespace = \"Klaxon\"\nmetric = \"cpu_usage_active\"\nstat = \"Maximum\"\nperiod = \"10s\"\ngroup_by = [\"InstanceId\"]\nwhen = \"> 90\"\nno_data = \"keep\"\n\n"
         )
     };
+    // no_data = "keep": the periods the throttled test could not fill are no resolution.
     std::fs::write(&rules, format!("{}{}", rule("HotA"), rule("HotB"))).expect("rules");
     put_fleet(&cloudwatch, 99.0).await;
     let (config_path, state_dir) = aggregator_config(dir.path(), &rules, "2s");
