@@ -366,9 +366,11 @@ async fn throttled_cloudwatch_raises_one_degraded_alert_and_keeps_rule_states() 
             klaxon_tests::Times::Fraction(1.0),
         )
         .expect("throttle");
-    tokio::time::sleep(Duration::from_secs(12)).await;
+    // Longer than two of the rules' periods: a cycle fetches only when a period completed,
+    // and the SDK's own retries must all land inside the throttling.
+    tokio::time::sleep(Duration::from_secs(22)).await;
     stack.clear_faults().expect("clear");
-    let recovered = eventually(Duration::from_secs(30), || async {
+    let recovered = eventually(Duration::from_secs(60), || async {
         alert_lines(&state_dir).iter().any(|l| l.0 == "KlaxonSourceDegraded" && l.1 == "resolved")
     })
     .await;
