@@ -6,6 +6,7 @@
 //! - [`tail`]: files to events (framing, rotation, checkpoints). No AWS SDK here.
 //! - [`ship`]: events to CloudWatch Logs (batches, retries, acknowledgements). No files here.
 //! - [`metrics`]: host metrics to CloudWatch (sampling, Values/Counts, spool, heartbeat).
+//! - [`state_file`]: atomic, durable state files (shared with the aggregator).
 //! - [`budget`]: the memory budget between the two; [`stats`]: the agent's counters.
 //! - [`pipeline`]: wires them together and runs until told to stop.
 //! - [`logging`]: tracing set-up shared with the aggregator.
@@ -19,6 +20,7 @@ pub mod logging;
 pub mod metrics;
 pub mod pipeline;
 pub mod ship;
+pub mod state_file;
 pub mod stats;
 pub mod status;
 pub mod tail;

@@ -15,6 +15,7 @@ use crate::rules::model::{MetricQuery, Rule, RuleSource};
 use crate::source::SourceError;
 use crate::source::logs::{LogCursor, LogSource};
 use crate::source::metrics::{MetricSource, Request};
+use crate::state_file::write_atomically;
 
 /// How far back an absent rule looks for a series' last datapoint.
 const ABSENT_LOOKBACK: Duration = Duration::from_secs(3 * 3600);
@@ -288,11 +289,7 @@ impl Evaluator {
     fn save(&self) -> std::io::Result<()> {
         let state = StateFile::V1 { series: self.engine.snapshot(), cursors: self.cursors.clone() };
         let bytes = serde_json::to_vec(&state).map_err(std::io::Error::other)?;
-        let temp = self.state_path.with_extension("new");
-        let mut file = std::fs::File::create(&temp)?;
-        file.write_all(&bytes)?;
-        file.sync_all()?;
-        std::fs::rename(&temp, &self.state_path)
+        write_atomically(&self.state_path, &bytes)
     }
 }
 

@@ -3,9 +3,11 @@
 //!
 //! # Layout
 //! - [`config`]: the aggregator's configuration file.
-//! - [`rules`]: rule files, their model and `klaxon rules check`.
+//! - [`rules`]: rule files, their model, `klaxon rules check` and `klaxon rules test`.
 //! - [`engine`]: series states (pending, firing, resolved), pure.
-//! - [`diagnostic`]: problems located as FILE:LINE:COL.
+//! - [`source`]: CloudWatch metrics and logs read for rules; [`daemon`]: one evaluation
+//!   cycle and the state kept between cycles; [`backtest`]: replays over history.
+//! - [`diagnostic`], [`logging`], [`state_file`]: the agent's files, compiled here too.
 
 pub mod backtest;
 pub mod config;
@@ -20,3 +22,6 @@ pub mod engine;
 pub mod logging;
 pub mod rules;
 pub mod source;
+// The agent's atomic state-file writer, compiled here too.
+#[path = "../../agent/src/state_file.rs"]
+pub mod state_file;

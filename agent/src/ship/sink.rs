@@ -117,14 +117,14 @@ impl CloudWatchLogs {
     async fn put_once(
         &self,
         destination: &Destination,
-        events: &[InputLogEvent],
+        events: Vec<InputLogEvent>,
     ) -> Result<Rejected, SdkError<PutLogEventsError>> {
         let output = self
             .client
             .put_log_events()
             .log_group_name(&destination.group)
             .log_stream_name(&destination.stream)
-            .set_log_events(Some(events.to_vec()))
+            .set_log_events(Some(events))
             .send()
             .await?;
         let index = |value: Option<i32>| value.and_then(|v| usize::try_from(v).ok());
@@ -142,26 +142,32 @@ impl LogSink for CloudWatchLogs {
         destination: &Destination,
         events: &[OutEvent],
     ) -> Result<Rejected, PutError> {
-        let input = events
-            .iter()
-            .map(|event| {
-                InputLogEvent::builder()
-                    .timestamp(event.timestamp_ms)
-                    .message(event.message.clone())
-                    .build()
-                    .map_err(|error| PutError::Refused(error.to_string()))
-            })
-            .collect::<Result<Vec<_>, _>>()?;
-        match self.put_once(destination, &input).await {
+        // The request owns its events; they are built again only in the rare case of a
+        // group or stream to create first, not copied for every attempt.
+        match self.put_once(destination, input_events(events)?).await {
             Err(SdkError::ServiceError(error))
                 if matches!(error.err(), PutLogEventsError::ResourceNotFoundException(_)) =>
             {
                 self.create(destination).await?;
-                self.put_once(destination, &input).await.map_err(classify)
+                self.put_once(destination, input_events(events)?).await.map_err(classify)
             }
             result => result.map_err(classify),
         }
     }
+}
+
+/// A batch as the SDK's request takes it.
+fn input_events(events: &[OutEvent]) -> Result<Vec<InputLogEvent>, PutError> {
+    events
+        .iter()
+        .map(|event| {
+            InputLogEvent::builder()
+                .timestamp(event.timestamp_ms)
+                .message(event.message.clone())
+                .build()
+                .map_err(|error| PutError::Refused(error.to_string()))
+        })
+        .collect()
 }
 
 /// Sorts an SDK error into retriable or refused.

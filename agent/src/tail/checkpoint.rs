@@ -3,14 +3,15 @@
 //! of the folder), so a crash at any moment leaves the old or the new file, whole.
 
 use std::collections::BTreeMap;
-use std::fs::{self, File};
-use std::io::{self, Write};
+use std::fs;
+use std::io;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
 use super::identity::{FileKey, Fingerprint};
 use super::reader::Position;
+use crate::state_file::write_atomically;
 
 const FILE_NAME: &str = "checkpoints.json";
 
@@ -99,19 +100,6 @@ impl Checkpoints {
         self.dirty = false;
         Ok(())
     }
-}
-
-/// Replaces `path` with `bytes` so that a crash leaves either the old or the new content.
-pub fn write_atomically(path: &Path, bytes: &[u8]) -> io::Result<()> {
-    let folder = path.parent().unwrap_or(Path::new("."));
-    fs::create_dir_all(folder)?;
-    let temp = path.with_extension("new");
-    let mut file = File::create(&temp)?;
-    file.write_all(bytes)?;
-    file.sync_all()?;
-    drop(file);
-    fs::rename(&temp, path)?;
-    File::open(folder)?.sync_all()
 }
 
 #[cfg(test)]

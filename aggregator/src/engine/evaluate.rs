@@ -207,6 +207,17 @@ pub fn format_value(value: Option<f64>) -> String {
     }
 }
 
+/// What a rule's templates may name for one series: its labels, the rule's static
+/// labels, `value`, `rule` and `severity`.
+pub fn template_values(rule: &Rule, labels: &Labels, value: Option<f64>) -> Labels {
+    let mut values = rule.labels.clone();
+    values.extend(labels.clone());
+    values.insert("value".to_owned(), format_value(value));
+    values.insert("rule".to_owned(), rule.name.clone());
+    values.insert("severity".to_owned(), rule.severity.clone());
+    values
+}
+
 fn change(
     rule: &Rule,
     labels: &Labels,
@@ -216,10 +227,7 @@ fn change(
 ) -> AlertChange {
     let mut all_labels = rule.labels.clone();
     all_labels.extend(labels.clone());
-    let mut values = all_labels.clone();
-    values.insert("value".to_owned(), format_value(state.value));
-    values.insert("rule".to_owned(), rule.name.clone());
-    values.insert("severity".to_owned(), rule.severity.clone());
+    let values = template_values(rule, labels, state.value);
     let since = match state.phase {
         Phase::Pending { since } | Phase::Firing { since, .. } => since,
         Phase::Inactive => now,

@@ -32,7 +32,7 @@ use serde::Deserialize;
 use super::check::{TEST_FILE_SUFFIX, load_rules};
 use super::model::{Rule, RuleSource};
 use super::template::render;
-use crate::engine::evaluate::{Engine, Labels, Observation, format_value};
+use crate::engine::evaluate::{Engine, Labels, Observation, template_values};
 use crate::engine::state::Phase;
 
 #[derive(Debug, Deserialize)]
@@ -253,16 +253,9 @@ fn compare(
         let mut alerts: Vec<ExpectedAlert> = active
             .iter()
             .filter(|(_, phase, _)| matches!(phase, Phase::Firing { .. }) == firing)
-            .map(|(labels, _, value)| {
-                let mut values = rule.labels.clone();
-                values.extend(labels.clone());
-                values.insert("value".to_owned(), format_value(*value));
-                values.insert("rule".to_owned(), rule.name.clone());
-                values.insert("severity".to_owned(), rule.severity.clone());
-                ExpectedAlert {
-                    labels: labels.clone(),
-                    summary: Some(render(&rule.summary, &values)),
-                }
+            .map(|(labels, _, value)| ExpectedAlert {
+                labels: labels.clone(),
+                summary: Some(render(&rule.summary, &template_values(rule, labels, *value))),
             })
             .collect();
         alerts.sort();

@@ -30,8 +30,7 @@ impl LogCursor {
     pub fn window_counts(&self, window: Duration) -> BTreeMap<String, u64> {
         let from = self.counted_until_ms - i64::try_from(window.as_millis()).unwrap_or(i64::MAX);
         let mut counts: BTreeMap<String, u64> = BTreeMap::new();
-        for (end, bucket) in self.buckets.iter().filter(|(end, _)| *end > from) {
-            let _ = end;
+        for (_, bucket) in self.buckets.iter().filter(|(end, _)| *end > from) {
             for (stream, n) in bucket {
                 *counts.entry(stream.clone()).or_default() += n;
             }
