@@ -44,9 +44,19 @@ struct Cli {
     /// this host, with their list price, then exit.
     #[arg(long)]
     cost: bool,
+    /// How --status and --cost print.
+    #[arg(long, value_enum, default_value_t = Format::Text)]
+    format: Format,
     /// Log level or filter (tracing's syntax); overrides RUST_LOG.
     #[arg(long, value_name = "LEVEL")]
     log_level: Option<String>,
+}
+
+/// How results are printed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum Format {
+    Text,
+    Json,
 }
 
 fn main() -> ExitCode {
@@ -63,9 +73,10 @@ fn main() -> ExitCode {
         }
     };
     let result = if cli.status {
-        print_status(&config, &mut std::io::stdout().lock()).context("reading the state directory")
+        print_status(&config, cli.format == Format::Json, &mut std::io::stdout().lock())
+            .context("reading the state directory")
     } else if cli.cost {
-        print_cost(&config)
+        print_cost(&config, cli.format)
     } else {
         serve(&cli.config, config)
     };
@@ -122,16 +133,13 @@ fn host_series(
     Ok(counts)
 }
 
-fn print_cost(config: &ValidConfig) -> anyhow::Result<()> {
+fn print_cost(config: &ValidConfig, format: Format) -> anyhow::Result<()> {
     let Some(metrics) = &config.metrics else {
         println!("metrics are disabled: no custom metrics, no PutMetricData calls");
         return Ok(());
     };
     let host = placeholder_host(config);
     let counts = host_series(config, &host).map_err(|problem| anyhow::anyhow!(problem))?;
-    for (name, count) in &counts {
-        println!("{name:<28} {count:>4}");
-    }
     let ours = MonthlyCost::of(counts.values().sum(), metrics.plan.flush_interval);
     let all_plan = MetricsPlan {
         measurements: ALL_MEASUREMENTS.iter().map(|m| (*m).to_owned()).collect(),
@@ -139,6 +147,14 @@ fn print_cost(config: &ValidConfig) -> anyhow::Result<()> {
     };
     let all = count_series(&all_plan, &host).map_err(|problem| anyhow::anyhow!(problem))?;
     let reference = MonthlyCost::of(reference_agent_series(&all), metrics.plan.flush_interval);
+    if format == Format::Json {
+        let report = serde_json::json!({ "series": counts, "per_host": ours, "reference_agent_standard": reference });
+        println!("{report}");
+        return Ok(());
+    }
+    for (name, count) in &counts {
+        println!("{name:<28} {count:>4}");
+    }
     println!("klaxon-agent, this configuration, per host: {ours}");
     println!("amazon-cloudwatch-agent \"Standard\" set, same interval:  {reference}");
     println!(

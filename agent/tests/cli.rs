@@ -11,7 +11,7 @@ fn help_lists_every_option() {
     let output = agent(&["--help"]);
     assert!(output.status.success());
     let help = String::from_utf8_lossy(&output.stdout);
-    for option in ["--config <FILE>", "--check", "--status", "--cost", "--log-level"] {
+    for option in ["--config <FILE>", "--check", "--status", "--cost", "--format", "--log-level"] {
         assert!(help.contains(option), "{option} missing from:\n{help}");
     }
 }
@@ -74,4 +74,36 @@ fn cost_prints_the_monthly_price_next_to_the_reference_agent() {
     assert!(printed.contains("klaxon-agent, this configuration, per host:"), "{printed}");
     assert!(printed.contains("43200 PutMetricData calls"), "one call per flush: {printed}");
     assert!(printed.contains("amazon-cloudwatch-agent \"Standard\" set"), "{printed}");
+}
+
+#[test]
+fn cost_and_status_speak_json_for_machines() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let log = dir.path().join("app.log");
+    std::fs::write(&log, "0123456789").expect("log");
+    let state = dir.path().join("state");
+    std::fs::create_dir(&state).expect("state dir");
+    let metadata = std::fs::metadata(&log).expect("metadata");
+    let checkpoint = serde_json::json!({"version": "1", "files": [{
+        "key": {"dev": std::os::unix::fs::MetadataExt::dev(&metadata), "ino": std::os::unix::fs::MetadataExt::ino(&metadata)},
+        "fingerprint": {"len": 0, "hash": 0},
+        "path": log,
+        "position": {"offset": 4, "parts_done": 0},
+    }]});
+    std::fs::write(state.join("checkpoints.json"), checkpoint.to_string()).expect("checkpoints");
+    let file = config_file(&format!("state_dir = \"{}\"\n", state.display()));
+    let path = file.path().to_str().expect("path");
+
+    let output = agent(&["--config", path, "--status", "--format", "json"]);
+    assert!(output.status.success());
+    let line: serde_json::Value = serde_json::from_slice(&output.stdout).expect("one JSON line");
+    assert_eq!((line["offset"].as_u64(), line["behind"].as_str()), (Some(4), Some("6")));
+
+    let output = agent(&["--config", path, "--cost", "--format", "json"]);
+    assert!(output.status.success());
+    let cost: serde_json::Value = serde_json::from_slice(&output.stdout).expect("JSON");
+    let series: u64 =
+        cost["series"].as_object().expect("series").values().filter_map(|n| n.as_u64()).sum();
+    assert_eq!(cost["per_host"]["custom_metrics"].as_u64(), Some(series));
+    assert_eq!(cost["per_host"]["calls"].as_f64(), Some(43_200.0));
 }

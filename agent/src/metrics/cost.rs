@@ -35,7 +35,7 @@ pub fn count_series(
 }
 
 /// A month of one host's metrics.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct MonthlyCost {
     pub custom_metrics: usize,
     pub calls: f64,
