@@ -9,6 +9,7 @@ use serde::{Deserialize, Deserializer};
 use toml::Spanned;
 
 use crate::diagnostic::{Problem, Problems};
+use crate::notify::policy::Policy;
 
 /// The file as written.
 #[derive(Debug, Deserialize)]
@@ -23,6 +24,43 @@ pub struct AggregatorConfig {
     /// Notification routes; the first that matches an alert takes it.
     #[serde(default)]
     pub route: Vec<Route>,
+    /// Messages all routes together may send in an hour (a safety net above the routes').
+    #[serde(default = "default_max_notifications_per_hour")]
+    pub max_notifications_per_hour: u32,
+    /// Time-of-week windows in which matching alerts are not notified.
+    #[serde(default)]
+    pub mute: Vec<MuteConfig>,
+    /// Alerts that hold others back while they fire.
+    #[serde(default)]
+    pub inhibit: Vec<InhibitConfig>,
+}
+
+/// `[[mute]]`: on `days`, from `from` to `to` (HH:MM, local to `time_zone`), matching
+/// alerts are not notified. `to` before `from` runs across midnight.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MuteConfig {
+    pub name: Option<String>,
+    /// `mon` … `sun`, or ranges `mon-fri`; none: every day.
+    #[serde(default)]
+    pub days: Vec<String>,
+    pub from: String,
+    pub to: String,
+    #[serde(default = "default_time_zone")]
+    pub time_zone: String,
+    #[serde(rename = "match", default = "match_everything")]
+    pub matchers: Spanned<BTreeMap<String, String>>,
+}
+
+/// `[[inhibit]]`: while an alert matching `source` fires, alerts matching `target` with
+/// the same values of the `equal` labels are not notified.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct InhibitConfig {
+    pub source: Spanned<BTreeMap<String, String>>,
+    pub target: Spanned<BTreeMap<String, String>>,
+    #[serde(default)]
+    pub equal: Vec<String>,
 }
 
 /// `[[route]]`.
@@ -51,7 +89,7 @@ pub struct Route {
 }
 
 /// The SNS message structure of a route.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Structure {
     #[default]
@@ -61,6 +99,12 @@ pub enum Structure {
 
 fn match_everything() -> Spanned<BTreeMap<String, String>> {
     Spanned::new(0..0, BTreeMap::new())
+}
+const fn default_max_notifications_per_hour() -> u32 {
+    120
+}
+fn default_time_zone() -> String {
+    "UTC".to_owned()
 }
 fn default_state_dir() -> PathBuf {
     PathBuf::from("/var/lib/klaxon-aggregator")
@@ -112,13 +156,14 @@ impl AggregatorConfig {
                 );
                 problems.push(Problem::at(file, &source, route.topic_arn.span(), message));
             }
-            for (label, value) in route.matchers.get_ref() {
-                if let Some(pattern) = value.strip_prefix("=~")
-                    && let Err(error) = regex::Regex::new(pattern)
-                {
-                    let message = format!("match {label}: invalid regex: {error}");
-                    problems.push(Problem::at(file, &source, route.matchers.span(), message));
-                }
+            if route.max_per_hour == Some(0) {
+                let message = "max_per_hour must be at least 1".to_owned();
+                problems.push(Problem::at(file, &source, route.topic_arn.span(), message));
+            }
+        }
+        if let Err(errors) = Policy::compile(&config) {
+            for (span, message) in errors {
+                problems.push(Problem::at(file, &source, span, message));
             }
         }
         if problems.is_empty() { Ok(config) } else { Err(Problems(problems)) }

@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 use tracing::{info, warn};
 
 use crate::engine::evaluate::{AlertChange, Engine, Labels, Observation};
-use crate::engine::state::{SeriesState, Transition};
+use crate::engine::state::{Phase, SeriesState, Transition};
 use crate::rules::model::{MetricQuery, Rule, RuleSource};
 use crate::source::SourceError;
 use crate::source::logs::{LogCursor, LogSource};
@@ -96,16 +96,35 @@ pub struct Evaluator {
     state_path: PathBuf,
 }
 
+/// Reads `state_dir/state.json`; a missing file is an empty state.
+fn read_state(state_path: &Path) -> std::io::Result<StateFile> {
+    match std::fs::read(state_path) {
+        Ok(bytes) => serde_json::from_slice(&bytes).map_err(std::io::Error::other),
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(StateFile::Empty),
+        Err(error) => Err(error),
+    }
+}
+
+/// The series saved as pending (condition holding, not yet for `for`): rule, labels, since.
+pub fn pending_series(state_dir: &Path) -> std::io::Result<Vec<(String, Labels, i64)>> {
+    let StateFile::V1 { series, .. } = read_state(&state_dir.join("state.json"))? else {
+        return Ok(Vec::new());
+    };
+    Ok(series
+        .into_iter()
+        .filter_map(|(rule, labels, state)| match state.phase {
+            Phase::Pending { since } => Some((rule, labels, since)),
+            _ => None,
+        })
+        .collect())
+}
+
 impl Evaluator {
     /// Restores the state saved in `state_dir`, if any.
     pub fn new(metrics: MetricSource, logs: LogSource, state_dir: &Path) -> std::io::Result<Self> {
         std::fs::create_dir_all(state_dir)?;
         let state_path = state_dir.join("state.json");
-        let saved: StateFile = match std::fs::read(&state_path) {
-            Ok(bytes) => serde_json::from_slice(&bytes).map_err(std::io::Error::other)?,
-            Err(error) if error.kind() == std::io::ErrorKind::NotFound => StateFile::Empty,
-            Err(error) => return Err(error),
-        };
+        let saved = read_state(&state_path)?;
         let (engine, cursors) = match saved {
             StateFile::V1 { series, cursors } => (Engine::restore(series), cursors),
             StateFile::Empty => (Engine::default(), BTreeMap::new()),
@@ -267,6 +286,8 @@ impl Evaluator {
             .into(),
             summary: format!("CloudWatch {} failing: {}", error.api, error.code),
             description: Some(error.message.clone()),
+            runbook: None,
+            console: None,
             value: None,
             transition,
             since,

@@ -17,6 +17,8 @@ pub mod daemon;
 #[path = "../../agent/src/diagnostic.rs"]
 pub mod diagnostic;
 pub mod engine;
+// Notifications: routes, grouping, silences, rate limits, the outbox and SNS.
+pub mod notify;
 // The agent's tracing set-up, compiled here too, like `diagnostic`.
 #[path = "../../agent/src/logging.rs"]
 pub mod logging;

@@ -10,6 +10,9 @@ use clap::Parser;
 use klaxon_aggregator::config::AggregatorConfig;
 use klaxon_aggregator::daemon::{Evaluator, LogNotifier, Notifier};
 use klaxon_aggregator::logging::init_tracing;
+use klaxon_aggregator::notify::policy::Policy;
+use klaxon_aggregator::notify::publish::SnsPublisher;
+use klaxon_aggregator::notify::service::HEARTBEAT_METRIC;
 use klaxon_aggregator::rules::check::{load_rules, rule_files};
 use klaxon_aggregator::rules::model::Rule;
 use klaxon_aggregator::source::logs::LogSource;
@@ -78,7 +81,17 @@ fn serve(config: AggregatorConfig) -> anyhow::Result<()> {
         let metrics = MetricSource::new(cloudwatch.clone(), refresh);
         let logs = LogSource::new(aws_sdk_cloudwatchlogs::Client::new(&aws), FILTER_LOG_EVENTS_PER_SECOND);
         let mut evaluator = Evaluator::new(metrics, logs, &config.state_dir)?;
-        let mut notifier = LogNotifier::new(&config.state_dir);
+        let mut alert_log = LogNotifier::new(&config.state_dir);
+        let policy = Policy::compile(&config).map_err(|_| anyhow::anyhow!("invalid notification policy"))?;
+        let region = aws.region().map_or_else(|| "us-east-1".to_owned(), ToString::to_string);
+        let console = format!("https://{region}.console.aws.amazon.com/cloudwatch/home?region={region}");
+        let notifier = if policy.routes.is_empty() {
+            warn!(message = "No [[route]] in the configuration: alerts are only logged.");
+            None
+        } else {
+            let publisher = SnsPublisher::new(aws_sdk_sns::Client::new(&aws));
+            Some(klaxon_aggregator::notify::service::start(policy, &config.state_dir, console, publisher)?)
+        };
         let reload = Arc::new(AtomicBool::new(false));
         let _watcher = watch_rules(&config.rules, Arc::clone(&reload));
         let mut tick = tokio::time::interval(config.evaluation_interval);
@@ -91,7 +104,12 @@ fn serve(config: AggregatorConfig) -> anyhow::Result<()> {
                     }
                     let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_secs();
                     let changes = evaluator.cycle(&rules, i64::try_from(now)?).await;
-                    notifier.notify(&changes);
+                    alert_log.notify(&changes);
+                    let held_back = notifier.as_ref().map_or(0, |n| n.take_held_back());
+                    if let Some(notifier) = &notifier {
+                        notifier.send(changes);
+                    }
+                    publish_health(&cloudwatch, held_back).await;
                 }
                 _ = hangup.recv() => reload_rules(&config, &mut rules, &cloudwatch).await,
                 _ = terminate.recv() => break,
@@ -136,6 +154,25 @@ async fn reload_rules(
     let sent = cloudwatch.put_metric_data().namespace("Klaxon").metric_data(datum).send().await;
     if let Err(error) = sent {
         warn!(message = "Cannot publish klaxon_aggregator_rules_invalid.", error = %aws_sdk_cloudwatch::error::DisplayErrorContext(error));
+    }
+}
+
+/// The aggregator's own metrics, once a cycle in one call: `klaxon_aggregator_heartbeat`
+/// (the watchdog alarm pages when it stops) and the notifications rate limits held back.
+async fn publish_health(cloudwatch: &aws_sdk_cloudwatch::Client, held_back: u64) {
+    use aws_sdk_cloudwatch::types::{MetricDatum, StandardUnit};
+    let datum = |name: &str, value: f64| {
+        MetricDatum::builder().metric_name(name).value(value).unit(StandardUnit::Count).build()
+    };
+    let sent = cloudwatch
+        .put_metric_data()
+        .namespace("Klaxon")
+        .metric_data(datum(HEARTBEAT_METRIC, 1.0))
+        .metric_data(datum("klaxon_aggregator_notifications_held_back", held_back as f64))
+        .send()
+        .await;
+    if let Err(error) = sent {
+        warn!(message = "Cannot publish the aggregator's heartbeat.", error = %aws_sdk_cloudwatch::error::DisplayErrorContext(error));
     }
 }
 

@@ -20,6 +20,10 @@ pub struct AlertChange {
     pub labels: Labels,
     pub summary: String,
     pub description: Option<String>,
+    pub runbook: Option<String>,
+    /// Where the CloudWatch console shows the data: a URL fragment (`#metricsV2:…`)
+    /// that the notifier prefixes with the console of its region.
+    pub console: Option<String>,
     pub value: Option<f64>,
     pub transition: Transition,
     pub since: Seconds,
@@ -238,8 +242,43 @@ fn change(
         labels: all_labels,
         summary: render(&rule.summary, &values),
         description: rule.description.as_ref().map(|d| render(d, &values)),
+        runbook: rule.runbook.as_ref().map(|r| render(r, &values)),
+        console: Some(console_fragment(rule, labels)),
         value: state.value,
         transition,
         since,
     }
+}
+
+/// The console page of a rule's data: a metrics search for the metric and the series'
+/// label values, or the log group.
+fn console_fragment(rule: &Rule, labels: &Labels) -> String {
+    let search = |metric: &str| {
+        let terms: Vec<&str> =
+            std::iter::once(metric).chain(labels.values().map(String::as_str)).collect();
+        format!("#metricsV2:graph=~();search={}", url_component(&terms.join(" ")))
+    };
+    match &rule.source {
+        RuleSource::Metric { queries, .. } => {
+            search(queries.values().next().map_or(rule.name.as_str(), |q| q.metric.as_str()))
+        }
+        RuleSource::Absent { query, .. } => search(&query.metric),
+        // The console's own escaping of a log group name: `/` is `$252F`.
+        RuleSource::Log { log_group, .. } => {
+            format!("#logsV2:log-groups/log-group/{}", url_component(log_group).replace('%', "$25"))
+        }
+    }
+}
+
+/// Percent-encodes all but unreserved characters (RFC 3986).
+fn url_component(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for byte in text.bytes() {
+        if byte.is_ascii_alphanumeric() || b"-._~".contains(&byte) {
+            out.push(char::from(byte));
+        } else {
+            out.push_str(&format!("%{byte:02X}"));
+        }
+    }
+    out
 }

@@ -1,5 +1,7 @@
 //! `klaxon`: the command line for operators and auditors.
 
+mod alerting;
+
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -185,19 +187,34 @@ fn main() -> ExitCode {
         Command::Rules(RulesCommand::Check { paths, format }) => check_rules(&paths, format),
         Command::Rules(RulesCommand::Test { paths, format }) => test_rules(&paths, format),
         Command::Rules(RulesCommand::Backtest { config, rule, since, format }) => {
-            match backtest(&config.config, rule.as_deref(), since, format) {
-                Ok(code) => code,
-                Err(error) => {
-                    eprintln!("klaxon: {error:#}");
-                    ExitCode::FAILURE
-                }
-            }
+            report(backtest(&config.config, rule.as_deref(), since, format))
+        }
+        Command::Alerts { config, format } => report(alerting::alerts(&config.config, format)),
+        Command::Silence(SilenceCommand::Add { config, matchers, duration, comment }) => {
+            report(alerting::silence_add(&config.config, &matchers, duration, &comment))
+        }
+        Command::Silence(SilenceCommand::List { config, format }) => {
+            report(alerting::silence_list(&config.config, format))
+        }
+        Command::Silence(SilenceCommand::Expire { config, id }) => {
+            report(alerting::silence_expire(&config.config, &id))
+        }
+        Command::Watchdog(WatchdogCommand::Install { config, topic }) => {
+            report(alerting::watchdog_install(&config.config, &topic))
         }
         other => {
             eprintln!("klaxon: {other:?} is not built yet");
             ExitCode::FAILURE
         }
     }
+}
+
+/// A command's exit code, or its error on stderr and exit 1.
+fn report(result: anyhow::Result<ExitCode>) -> ExitCode {
+    result.unwrap_or_else(|error| {
+        eprintln!("klaxon: {error:#}");
+        ExitCode::FAILURE
+    })
 }
 
 /// `klaxon rules backtest`: every rule (or one) replayed over the last `since`.
