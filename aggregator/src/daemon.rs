@@ -36,24 +36,18 @@ enum StateFile {
     V1 { series: Vec<(String, Labels, SeriesState)>, cursors: BTreeMap<String, LogCursor> },
 }
 
-/// Hears about alert changes. The SNS notifier comes with the notification issue.
-pub trait Notifier {
-    fn notify(&mut self, changes: &[AlertChange]);
-}
-
-/// Logs alert changes with tracing and appends them to `state_dir/alerts.jsonl`.
-pub struct LogNotifier {
+/// The audit trail of alert changes: logged with tracing and appended to
+/// `state_dir/alerts.jsonl`, whether or not a route notifies them.
+pub struct AlertLog {
     path: PathBuf,
 }
 
-impl LogNotifier {
+impl AlertLog {
     pub fn new(state_dir: &Path) -> Self {
-        LogNotifier { path: state_dir.join("alerts.jsonl") }
+        AlertLog { path: state_dir.join("alerts.jsonl") }
     }
-}
 
-impl Notifier for LogNotifier {
-    fn notify(&mut self, changes: &[AlertChange]) {
+    pub fn record(&mut self, changes: &[AlertChange]) {
         let file = std::fs::OpenOptions::new().create(true).append(true).open(&self.path);
         let mut file = match file {
             Ok(file) => file,

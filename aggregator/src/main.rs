@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use clap::Parser;
 use klaxon_aggregator::config::AggregatorConfig;
-use klaxon_aggregator::daemon::{Evaluator, LogNotifier, Notifier};
+use klaxon_aggregator::daemon::{AlertLog, Evaluator};
 use klaxon_aggregator::logging::init_tracing;
 use klaxon_aggregator::notify::policy::Policy;
 use klaxon_aggregator::notify::publish::SnsPublisher;
@@ -81,7 +81,7 @@ fn serve(config: AggregatorConfig) -> anyhow::Result<()> {
         let metrics = MetricSource::new(cloudwatch.clone(), refresh);
         let logs = LogSource::new(aws_sdk_cloudwatchlogs::Client::new(&aws), FILTER_LOG_EVENTS_PER_SECOND);
         let mut evaluator = Evaluator::new(metrics, logs, &config.state_dir)?;
-        let mut alert_log = LogNotifier::new(&config.state_dir);
+        let mut alert_log = AlertLog::new(&config.state_dir);
         let policy = Policy::compile(&config).map_err(|_| anyhow::anyhow!("invalid notification policy"))?;
         let region = aws.region().map_or_else(|| "us-east-1".to_owned(), ToString::to_string);
         let console = format!("https://{region}.console.aws.amazon.com/cloudwatch/home?region={region}");
@@ -104,7 +104,7 @@ fn serve(config: AggregatorConfig) -> anyhow::Result<()> {
                     }
                     let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_secs();
                     let changes = evaluator.cycle(&rules, i64::try_from(now)?).await;
-                    alert_log.notify(&changes);
+                    alert_log.record(&changes);
                     let held_back = notifier.as_ref().map_or(0, |n| n.take_held_back());
                     if let Some(notifier) = &notifier {
                         notifier.send(changes);

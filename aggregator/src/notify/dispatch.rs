@@ -12,20 +12,24 @@ use super::silence::Silences;
 use crate::engine::evaluate::{AlertChange, Labels};
 use crate::engine::state::{Seconds, Transition};
 
+/// Milliseconds since the Unix epoch: the notifier's timers are exact to the
+/// millisecond, so a group waits its `group_wait` and not a second less.
+pub type Millis = i64;
+
 /// Rule name plus sorted labels: the identity of an alert.
 pub type Fingerprint = String;
 
 /// A group's resolutions are sent at most this long after they happen, whatever its
 /// `group_interval`: on-call wants to hear "resolved" soon.
-pub const RESOLVED_FAST_PATH: Seconds = 30;
+pub const RESOLVED_FAST_PATH: Millis = 30_000;
 /// How long the send times of a route are remembered (the rate limits' horizon).
-const SEND_LOG_SECS: Seconds = 3600;
+const SEND_LOG: Millis = 3_600_000;
 
 /// What on-call last heard about an alert.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Notified {
     pub firing: bool,
-    pub at: Seconds,
+    pub at: Millis,
 }
 
 /// One alert as the notifier keeps it.
@@ -54,8 +58,8 @@ pub struct Group {
     pub key: Labels,
     pub members: BTreeSet<Fingerprint>,
     /// Since when it has something to say (new firing or resolved alerts).
-    pub dirty_since: Option<Seconds>,
-    pub last_flush: Option<Seconds>,
+    pub dirty_since: Option<Millis>,
+    pub last_flush: Option<Millis>,
     /// Held back by a rate limit; counted once until it is sent.
     pub held: bool,
 }
@@ -106,7 +110,7 @@ pub struct Mark {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Notification {
     pub route: usize,
-    pub at: Seconds,
+    pub at: Millis,
     pub groups: Vec<GroupReport>,
     /// Notifications a rate limit held back, now folded into this one.
     pub held_back: u64,
@@ -119,7 +123,7 @@ pub struct AlertStatus {
     pub alert: Alert,
     pub route: Option<usize>,
     pub suppressed: Option<Suppression>,
-    pub next_repeat: Option<Seconds>,
+    pub next_repeat: Option<Millis>,
 }
 
 /// What is saved in `state_dir/notify.json`.
@@ -129,7 +133,7 @@ pub struct Saved {
     pub groups: Vec<Group>,
     pub held_back: Vec<u64>,
     /// Per route, when its recent messages were decided.
-    pub sends: Vec<Vec<Seconds>>,
+    pub sends: Vec<Vec<Millis>>,
 }
 
 /// The notifier's memory.
@@ -140,7 +144,7 @@ pub struct Dispatcher {
     groups: BTreeMap<String, Group>,
     /// Per route: notifications held back since its last message.
     held_back: Vec<u64>,
-    sends: Vec<Vec<Seconds>>,
+    sends: Vec<Vec<Millis>>,
     /// Held back since this counter was last taken (published as a metric).
     held_unreported: u64,
 }
@@ -216,7 +220,7 @@ impl Dispatcher {
     }
 
     /// When each route's messages of the last hour were decided (to prime rate limits).
-    pub fn recent_sends(&self, route: usize) -> &[Seconds] {
+    pub fn recent_sends(&self, route: usize) -> &[Millis] {
         self.sends.get(route).map_or(&[], Vec::as_slice)
     }
 
@@ -311,12 +315,13 @@ impl Dispatcher {
         alert: &Alert,
         silences: &Silences,
         sources: &[&Alert],
-        now: Seconds,
+        now: Millis,
     ) -> Option<Suppression> {
-        if let Some(id) = silences.silencing(&alert.labels, now) {
+        let now_secs = now / 1000;
+        if let Some(id) = silences.silencing(&alert.labels, now_secs) {
             return Some(Suppression::Silenced(id.to_owned()));
         }
-        if let Some(name) = self.policy.muted_by(&alert.labels, now) {
+        if let Some(name) = self.policy.muted_by(&alert.labels, now_secs) {
             return Some(Suppression::Muted(name.to_owned()));
         }
         sources
@@ -347,14 +352,14 @@ impl Dispatcher {
     /// changed that must be saved.
     pub fn flush(
         &mut self,
-        now: Seconds,
+        now: Millis,
         silences: &Silences,
         mut allow: impl FnMut(usize) -> bool,
     ) -> (Vec<Notification>, bool) {
         let sources = self.inhibition_sources();
         let mut due: BTreeMap<usize, Vec<GroupReport>> = BTreeMap::new();
         let mut forgotten: Vec<Fingerprint> = Vec::new();
-        let mut dirty: Vec<(String, Option<Seconds>)> = Vec::new();
+        let mut dirty: Vec<(String, Option<Millis>)> = Vec::new();
         for group in self.groups.values() {
             let route = &self.policy.routes[group.route].config;
             let (mut new, mut resolved, mut still) = (Vec::new(), Vec::new(), Vec::new());
@@ -371,7 +376,7 @@ impl Dispatcher {
                 }
             }
             let kind = if new.is_empty() && resolved.is_empty() {
-                let repeat_at = group.last_flush.map(|at| at + secs(route.repeat_interval));
+                let repeat_at = group.last_flush.map(|at| at + millis(route.repeat_interval));
                 if group.dirty_since.is_some() {
                     dirty.push((group.id.clone(), None));
                 }
@@ -385,8 +390,8 @@ impl Dispatcher {
                     dirty.push((group.id.clone(), Some(now)));
                 }
                 let mut due_at = match group.last_flush {
-                    None => since + secs(route.group_wait),
-                    Some(last) => since.max(last + secs(route.group_interval)),
+                    None => since + millis(route.group_wait),
+                    Some(last) => since.max(last + millis(route.group_interval)),
                 };
                 if new.is_empty() {
                     due_at = due_at.min(since + RESOLVED_FAST_PATH);
@@ -482,7 +487,7 @@ impl Dispatcher {
             if !sends.contains(&notification.at) {
                 sends.push(notification.at);
             }
-            sends.retain(|at| notification.at - at < SEND_LOG_SECS);
+            sends.retain(|at| notification.at - at < SEND_LOG);
         }
     }
 
@@ -499,7 +504,7 @@ impl Dispatcher {
     }
 
     /// Every alert with why it is quiet and when it is said again.
-    pub fn status(&self, silences: &Silences, now: Seconds) -> Vec<AlertStatus> {
+    pub fn status(&self, silences: &Silences, now: Millis) -> Vec<AlertStatus> {
         let sources = self.inhibition_sources();
         let mut rows: Vec<AlertStatus> = self
             .alerts
@@ -510,7 +515,7 @@ impl Dispatcher {
                     .zip(alert.notified)
                     .filter(|(_, n)| n.firing && alert.firing)
                     .map(|(route, notified)| {
-                        notified.at + secs(self.policy.routes[route].config.repeat_interval)
+                        notified.at + millis(self.policy.routes[route].config.repeat_interval)
                     });
                 AlertStatus {
                     alert: alert.clone(),
@@ -525,6 +530,6 @@ impl Dispatcher {
     }
 }
 
-fn secs(duration: std::time::Duration) -> Seconds {
-    i64::try_from(duration.as_secs()).unwrap_or(i64::MAX / 4)
+fn millis(duration: std::time::Duration) -> Millis {
+    i64::try_from(duration.as_millis()).unwrap_or(i64::MAX / 4)
 }

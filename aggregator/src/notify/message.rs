@@ -9,7 +9,7 @@ use std::fmt::Write as _;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use super::dispatch::{Alert, GroupReport, Kind, Notification};
+use super::dispatch::{Alert, GroupReport, Kind, Millis, Notification};
 use crate::config::{Route, Structure};
 use crate::engine::evaluate::format_value;
 
@@ -21,7 +21,7 @@ const MAX_SUBJECT_CHARS: usize = 99;
 pub const MAX_SMS_CHARS: usize = 140;
 /// Two deciders of the same notification within this many seconds produce the same FIFO
 /// deduplication id (SNS FIFO deduplicates over 5 minutes).
-const DEDUP_BUCKET_SECS: i64 = 300;
+const DEDUP_BUCKET: Millis = 300_000;
 
 /// The Publish request, as the outbox keeps it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -109,7 +109,7 @@ fn fifo_ids(notification: &Notification) -> FifoIds {
         hash.update(mark.fingerprint.as_bytes());
         hash.update(if mark.firing { b"\x01" } else { b"\x00" });
     }
-    hash.update((notification.at / DEDUP_BUCKET_SECS).to_be_bytes());
+    hash.update((notification.at / DEDUP_BUCKET).to_be_bytes());
     let digest = hash.finalize();
     let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
     FifoIds { group_id: format!("klaxon-route-{}", notification.route), deduplication_id: hex }
@@ -422,7 +422,7 @@ mod tests {
             })
             .collect();
         let group = GroupReport { id: "g".to_owned(), key, kind, new, resolved, still };
-        Notification { route: 0, at: 1_800_000_100, groups: vec![group], held_back: 0, marks }
+        Notification { route: 0, at: 1_800_000_100_000, groups: vec![group], held_back: 0, marks }
     }
 
     fn bodies(envelope: &Envelope) -> serde_json::Value {

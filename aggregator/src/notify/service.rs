@@ -14,14 +14,13 @@ use governor::{Quota, RateLimiter};
 use tokio::sync::{Notify, mpsc};
 use tracing::{error, info, warn};
 
-use super::dispatch::{Dispatcher, Saved};
+use super::dispatch::{Dispatcher, Millis, Saved};
 use super::message::render;
 use super::outbox::{Outbox, OutboxEntry};
 use super::policy::Policy;
 use super::publish::{PublishError, Publisher};
 use super::silence::{Silences, silences_path};
 use crate::engine::evaluate::AlertChange;
-use crate::engine::state::Seconds;
 use crate::state_file::write_atomically;
 
 /// The metric the aggregator puts every cycle; `klaxon watchdog install` alarms on it.
@@ -63,20 +62,20 @@ fn hourly_limiter(per_hour: u32) -> Option<Limiter> {
     Some(RateLimiter::direct_with_clock(quota, TokioClock))
 }
 
-/// Wall-clock seconds that advance with tokio's clock.
+/// Wall-clock milliseconds that advance with tokio's clock.
 #[derive(Debug, Clone, Copy)]
 struct WallClock {
-    start_secs: Seconds,
+    start_millis: Millis,
     start: tokio::time::Instant,
 }
 
 impl WallClock {
     fn new() -> Self {
         let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
-        WallClock { start_secs: now.as_secs() as Seconds, start: tokio::time::Instant::now() }
+        WallClock { start_millis: now.as_millis() as Millis, start: tokio::time::Instant::now() }
     }
-    fn now(&self) -> Seconds {
-        self.start_secs + self.start.elapsed().as_secs() as Seconds
+    fn now(&self) -> Millis {
+        self.start_millis + self.start.elapsed().as_millis() as Millis
     }
 }
 
@@ -459,7 +458,7 @@ mod tests {
     async fn a_silence_holds_alerts_until_it_expires() {
         let dir = tempfile::tempdir().expect("temp dir");
         let mut silences = Silences::default();
-        let now = WallClock::new().now();
+        let now = WallClock::new().now() / 1000;
         let id = silences
             .add(&["InstanceId=~i-00[01]".to_owned()], now, 600, "bob", "deploy")
             .expect("valid");
@@ -528,13 +527,13 @@ mod tests {
         let before = dispatcher.save();
         let silences = Silences::default();
         dispatcher.flush(0, &silences, |_| true);
-        let (decided, _) = dispatcher.flush(31, &silences, |_| true);
+        let (decided, _) = dispatcher.flush(31_000, &silences, |_| true);
         assert_eq!(decided.len(), 1);
         // Crash: the state on disk is from before the decision, the outbox has it.
         let mut restarted = Dispatcher::restore(policy, before);
         restarted.apply(&decided[0]);
         restarted.apply(&decided[0]);
-        let (again, _) = restarted.flush(62, &silences, |_| true);
+        let (again, _) = restarted.flush(62_000, &silences, |_| true);
         assert!(again.is_empty(), "decided twice: {again:?}");
     }
 }

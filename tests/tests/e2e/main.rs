@@ -5,6 +5,7 @@ mod agent_files;
 mod agent_input;
 mod agent_metrics;
 mod agent_torture;
+mod aggregator_notify;
 mod aggregator_rules;
 mod demo;
 mod stack_faults;

@@ -133,7 +133,7 @@ pub fn alerts(config: &Path, format: Format) -> anyhow::Result<ExitCode> {
             }
         }
     }
-    for status in dispatcher.status(&silences, now) {
+    for status in dispatcher.status(&silences, now * 1000) {
         let alert = &status.alert;
         let state = if alert.firing { "firing" } else { "resolved" };
         match format {
@@ -145,8 +145,8 @@ pub fn alerts(config: &Path, format: Format) -> anyhow::Result<ExitCode> {
                     "summary": alert.summary,
                     "since": alert.since,
                     "suppressed": status.suppressed,
-                    "last_notified": alert.notified.map(|n| n.at),
-                    "next_repeat": status.next_repeat,
+                    "last_notified": alert.notified.map(|n| n.at / 1000),
+                    "next_repeat": status.next_repeat.map(|at| at / 1000),
                 });
                 writeln!(out, "{row}")?;
             }
@@ -159,10 +159,11 @@ pub fn alerts(config: &Path, format: Format) -> anyhow::Result<ExitCode> {
                 };
                 let notified = alert.notified.map_or_else(
                     || "not yet notified".to_owned(),
-                    |n| format!("notified {}", time(n.at)),
+                    |n| format!("notified {}", time(n.at / 1000)),
                 );
-                let repeat =
-                    status.next_repeat.map_or(String::new(), |at| format!(", repeat {}", time(at)));
+                let repeat = status
+                    .next_repeat
+                    .map_or(String::new(), |at| format!(", repeat {}", time(at / 1000)));
                 writeln!(
                     out,
                     "{state:<9} {}: {} (since {}; {notified}{repeat}){quiet}",
