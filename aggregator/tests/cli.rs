@@ -156,3 +156,92 @@ fn rules_check_speaks_json_for_machines() {
     assert_eq!((problem["line"].as_u64(), problem["column"].as_u64()), (Some(2), Some(8)));
     assert_eq!(problem["message"], "rule \"X\": an absent rule needs `for`");
 }
+
+/// An aggregator config in a temp dir, its state there too, with `extra` appended.
+fn aggregator_config(extra: &str) -> (tempfile::TempDir, String) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("aggregator.toml");
+    let text = format!(
+        "rules = \"{}/../rules\"\nstate_dir = \"{}\"\n{extra}",
+        env!("CARGO_MANIFEST_DIR"),
+        dir.path().join("state").display()
+    );
+    std::fs::write(&path, text).expect("config");
+    (dir, path.display().to_string())
+}
+
+#[test]
+fn silences_are_added_listed_and_expired() {
+    let (_dir, config) = aggregator_config("");
+    let added = Command::new(KLAXON)
+        .args(["silence", "add", "--config", &config, "--match", "InstanceId=i-01,rule=~Disk.*"])
+        .args(["--duration", "2h", "--comment", "disk swap"])
+        .env("USER", "alice")
+        .env_remove("SUDO_USER")
+        .output()
+        .expect("run");
+    assert!(added.status.success(), "{}", String::from_utf8_lossy(&added.stderr));
+    let id = String::from_utf8_lossy(&added.stdout).trim().to_owned();
+    assert_eq!(id.len(), 8, "{id}");
+
+    let listed = run(KLAXON, &["silence", "list", "--config", &config, "--format", "json"]);
+    let row: serde_json::Value = serde_json::from_slice(&listed.stdout).expect("one json row");
+    assert_eq!(row["id"], id.as_str());
+    assert_eq!(row["state"], "active");
+    assert_eq!(row["author"], "alice");
+    assert_eq!(row["matchers"], serde_json::json!(["InstanceId=i-01", "rule=~Disk.*"]));
+    let ends =
+        row["ends_at"].as_i64().expect("ends_at") - row["starts_at"].as_i64().expect("starts");
+    assert_eq!(ends, 7200);
+
+    assert!(run(KLAXON, &["silence", "expire", "--config", &config, &id]).status.success());
+    let listed = run(KLAXON, &["silence", "list", "--config", &config]);
+    let text = String::from_utf8_lossy(&listed.stdout);
+    assert!(text.contains(&format!("{id}  expired")), "{text}");
+    let unknown = run(KLAXON, &["silence", "expire", "--config", &config, "nope"]);
+    assert_eq!(unknown.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&unknown.stderr).contains("no silence \"nope\""));
+}
+
+#[test]
+fn a_bad_silence_matcher_is_refused_with_the_offending_text() {
+    let (_dir, config) = aggregator_config("");
+    let output = run(
+        KLAXON,
+        &[
+            "silence",
+            "add",
+            "--config",
+            &config,
+            "--match",
+            "host=~(",
+            "--duration",
+            "1h",
+            "--comment",
+            "x",
+        ],
+    );
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("--match") && stderr.contains("invalid regex \"(\""), "{stderr}");
+}
+
+#[test]
+fn aggregator_check_locates_bad_mutes_and_inhibitions() {
+    let (_dir, config) = aggregator_config(
+        "[[route]]\ntopic_arn = \"arn:aws:sns:us-east-1:1:t\"\n[[mute]]\nfrom = \"22:00\"\nto = \"07:00\"\ntime_zone = \"Mars/Olympus\"\nmatch = { severity = \"warning\" }\n[[inhibit]]\nsource = { rule = \"=~(\" }\ntarget = { severity = \"warning\" }\n",
+    );
+    let output = run(AGGREGATOR, &["--config", &config, "--check"]);
+    assert_eq!(output.status.code(), Some(1));
+    let text = String::from_utf8_lossy(&output.stdout);
+    assert!(text.contains(":9:9: mute: time_zone \"Mars/Olympus\""), "{text}");
+    assert!(text.contains(":11:10: match rule: invalid regex"), "{text}");
+}
+
+#[test]
+fn alerts_on_a_fresh_state_dir_lists_nothing() {
+    let (_dir, config) = aggregator_config("");
+    let output = run(KLAXON, &["alerts", "--config", &config, "--format", "json"]);
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    assert!(output.stdout.is_empty());
+}
