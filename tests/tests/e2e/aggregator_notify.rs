@@ -27,7 +27,8 @@ struct Feeder {
 impl Feeder {
     async fn start(cloudwatch: Client, hosts: impl Iterator<Item = (String, f64)>) -> Feeder {
         let values = Arc::new(Mutex::new(hosts.collect::<BTreeMap<_, _>>()));
-        put(&cloudwatch, &values.lock().expect("lock").clone()).await;
+        let first = values.lock().expect("lock").clone();
+        put(&cloudwatch, &first).await;
         let shared = Arc::clone(&values);
         let task = tokio::spawn(async move {
             loop {
@@ -180,7 +181,7 @@ async fn forty_hosts_one_message_one_resolution_one_repeat_and_the_watchdog() {
     let alarm = &alarms.metric_alarms()[0];
     assert_eq!(alarm.metric_name(), Some("klaxon_aggregator_heartbeat"));
     assert_eq!(alarm.treat_missing_data(), Some("breaching"));
-    assert_eq!(alarm.alarm_actions(), [inbox.topic_arn.clone()]);
+    assert_eq!(alarm.alarm_actions(), std::slice::from_ref(&inbox.topic_arn));
     let heartbeats = cloudwatch
         .list_metrics()
         .namespace("Klaxon")
