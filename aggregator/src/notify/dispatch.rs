@@ -533,3 +533,75 @@ impl Dispatcher {
 fn millis(duration: std::time::Duration) -> Millis {
     i64::try_from(duration.as_millis()).unwrap_or(i64::MAX / 4)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::AggregatorConfig;
+
+    fn dispatcher(config: &str) -> Dispatcher {
+        let config: AggregatorConfig =
+            toml::from_str(&format!("rules = \"r\"\n{config}")).expect("config");
+        Dispatcher::new(Policy::compile(&config).expect("policy"))
+    }
+
+    fn change(host: &str, severity: &str, transition: Transition) -> AlertChange {
+        AlertChange {
+            rule: "HighCpu".to_owned(),
+            severity: severity.to_owned(),
+            labels: [("InstanceId".to_owned(), host.to_owned())].into(),
+            summary: String::new(),
+            description: None,
+            runbook: None,
+            console: None,
+            value: None,
+            transition,
+            since: 0,
+        }
+    }
+
+    /// Flushes every 10 s from `from` to `to` (ms); returns the messages' kinds.
+    fn run(dispatcher: &mut Dispatcher, from: Millis, to: Millis) -> Vec<Vec<Kind>> {
+        let silences = Silences::default();
+        (from..=to)
+            .step_by(10_000)
+            .flat_map(|now| dispatcher.flush(now, &silences, |_| true).0)
+            .map(|n| n.groups.iter().map(|g| g.kind).collect())
+            .collect()
+    }
+
+    #[test]
+    fn without_send_resolved_a_resolution_is_forgotten_quietly() {
+        let mut quiet = dispatcher(
+            "[[route]]\ntopic_arn = \"arn:aws:sns:us-east-1:1:t\"\nsend_resolved = false\n",
+        );
+        quiet.update(&[change("i-1", "critical", Transition::Firing)]);
+        assert_eq!(run(&mut quiet, 0, 60_000), [[Kind::Firing]]);
+        quiet.update(&[change("i-1", "critical", Transition::Resolved)]);
+        assert!(run(&mut quiet, 70_000, 600_000).is_empty());
+        assert!(quiet.save().alerts.is_empty(), "forgotten");
+    }
+
+    #[test]
+    fn a_mute_window_holds_matching_alerts_and_routes_pick_the_first_match() {
+        // 1970-01-01 was a Thursday: the window covers the first hour of the epoch.
+        let mut muted = dispatcher(
+            "[[route]]\nmatch = { severity = \"critical\" }\ntopic_arn = \"arn:aws:sns:us-east-1:1:pager\"\n[[route]]\ntopic_arn = \"arn:aws:sns:us-east-1:1:mail\"\n[[mute]]\ndays = [\"thu\"]\nfrom = \"00:00\"\nto = \"01:00\"\nmatch = { severity = \"warning\" }\n",
+        );
+        muted.update(&[
+            change("i-1", "critical", Transition::Firing),
+            change("i-2", "warning", Transition::Firing),
+        ]);
+        let silences = Silences::default();
+        let (sent, _) = muted.flush(0, &silences, |_| true);
+        assert!(sent.is_empty(), "group_wait first");
+        let (sent, _) = muted.flush(40_000, &silences, |_| true);
+        assert_eq!(sent.len(), 1);
+        assert_eq!(sent[0].route, 0, "the critical one, to the pager");
+        let (sent, _) = muted.flush(3_600_000, &silences, |_| true);
+        assert!(sent.is_empty(), "the window just closed: group_wait starts");
+        let (sent, _) = muted.flush(3_640_000, &silences, |_| true);
+        assert_eq!(sent.len(), 1, "the warning once the window closed");
+        assert_eq!((sent[0].route, sent[0].groups[0].new[0].severity.as_str()), (1, "warning"));
+    }
+}
