@@ -7,6 +7,7 @@
 //! - [`ship`]: events to CloudWatch Logs (batches, retries, acknowledgements). No files here.
 //! - [`metrics`]: host metrics to CloudWatch (sampling, Values/Counts, spool, heartbeat).
 //! - [`state_file`]: atomic, durable state files (shared with the aggregator).
+//! - [`manifest_record`]: what a log manifest record holds (shared with `klaxon logs verify`).
 //! - [`budget`]: the memory budget between the two; [`stats`]: the agent's counters.
 //! - [`pipeline`]: wires them together and runs until told to stop.
 //! - [`logging`]: tracing set-up shared with the aggregator.
@@ -17,6 +18,7 @@ pub mod config;
 pub mod diagnostic;
 pub mod instance;
 pub mod logging;
+pub mod manifest_record;
 pub mod metrics;
 pub mod pipeline;
 pub mod ship;

@@ -16,6 +16,7 @@ use tracing::{info, warn};
 
 use crate::budget::ByteBudget;
 use crate::config::ValidConfig;
+use crate::ship::manifest::Manifests;
 use crate::ship::shipper::{ShipItem, ShipperContext, run_shipper};
 use crate::ship::sink::{Destination, LogSink};
 use crate::stats::AgentStats;
@@ -86,6 +87,7 @@ pub async fn run_logs<S: LogSink>(
         sink: Arc::new(sink),
         context: ShipperContext {
             checkpoints: Arc::clone(&checkpoints),
+            manifests: Arc::new(Mutex::new(Manifests::load(&config.state_dir)?)),
             budget,
             stats: Arc::clone(&stats),
         },

@@ -9,6 +9,8 @@
 //!   cycle and the state kept between cycles; [`backtest`]: replays over history.
 //! - [`diagnostic`], [`logging`], [`state_file`]: the agent's files, compiled here too.
 
+// What auditors run against shipped logs: query and verify.
+pub mod audit;
 pub mod backtest;
 pub mod config;
 pub mod daemon;
@@ -22,6 +24,9 @@ pub mod notify;
 // The agent's tracing set-up, compiled here too, like `diagnostic`.
 #[path = "../../agent/src/logging.rs"]
 pub mod logging;
+// The agent's manifest record format, compiled here to check what the agent wrote.
+#[path = "../../agent/src/manifest_record.rs"]
+pub mod manifest_record;
 pub mod rules;
 pub mod source;
 // The agent's atomic state-file writer, compiled here too.

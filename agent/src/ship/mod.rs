@@ -3,6 +3,7 @@
 //! **Invariant:** nothing here opens a log file.
 
 pub mod batch;
+pub mod manifest;
 pub mod retry;
 pub mod shipper;
 pub mod sink;

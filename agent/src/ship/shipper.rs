@@ -1,6 +1,8 @@
 //! One shipper per log stream: it turns what the reader hands on into batches, sends one
 //! at a time (retrying with backoff, never reordering), and only after CloudWatch
-//! acknowledged a batch does it move the files' checkpoints and free the memory budget.
+//! acknowledged a batch does it seal the batch's manifest record, move the files'
+//! checkpoints and free the memory budget. Manifest records go out to the companion
+//! stream in batches of their own, every few seconds.
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -11,9 +13,11 @@ use tokio::time::Instant;
 use tracing::{error, warn};
 
 use super::batch::{Batch, EVENT_OVERHEAD_BYTES, MAX_BATCH_BYTES, MAX_BATCH_EVENTS, OutEvent};
+use super::manifest::{BatchSummary, Manifests, manifest_destination};
 use super::retry::Backoff;
-use super::sink::{Destination, LogSink, PutError};
+use super::sink::{Destination, LogSink, PutError, Rejected};
 use crate::budget::ByteBudget;
+use crate::manifest_record::{EventsDigest, FileRange};
 use crate::stats::AgentStats;
 use crate::tail::checkpoint::{Checkpoint, Checkpoints};
 use crate::tail::identity::FileKey;
@@ -22,6 +26,10 @@ use crate::tail::server::FileRef;
 
 /// How long the first event of a batch waits for others before the batch is sent.
 pub const BATCH_WAIT: Duration = Duration::from_secs(1);
+/// How long a manifest record waits for others before they are shipped together, and
+/// how many go in one call at most: one PutLogEvents per stream every 10 s at most.
+const MANIFEST_WAIT: Duration = Duration::from_secs(10);
+const MANIFEST_BATCH: usize = 500;
 
 /// What the reader hands a shipper.
 #[derive(Debug)]
@@ -73,6 +81,7 @@ enum Queued {
 #[derive(Clone)]
 pub struct ShipperContext {
     pub checkpoints: Arc<Mutex<Checkpoints>>,
+    pub manifests: Arc<Mutex<Manifests>>,
     pub budget: Arc<ByteBudget>,
     pub stats: Arc<AgentStats>,
 }
@@ -87,14 +96,27 @@ pub async fn run_shipper<S: LogSink>(
     let mut queue: VecDeque<Queued> = VecDeque::new();
     let mut queued_bytes = 0usize;
     let mut open = true;
+    // When the manifest records waiting must be shipped.
+    let mut manifests_due = Some(Instant::now());
     loop {
         if queue.is_empty() {
-            if !open {
-                return;
-            }
-            match receiver.recv().await {
+            let item = match manifests_due {
+                _ if !open => None,
+                Some(due) => tokio::select! {
+                    item = receiver.recv() => item,
+                    () = tokio::time::sleep_until(due) => {
+                        manifests_due = ship_manifests(&destination, sink.as_ref(), &context).await;
+                        continue;
+                    }
+                },
+                None => receiver.recv().await,
+            };
+            match item {
                 Some(item) => queued_bytes += enqueue(&mut queue, item),
-                None => return,
+                None => {
+                    ship_manifests(&destination, sink.as_ref(), &context).await;
+                    return;
+                }
             }
         }
         let deadline = Instant::now() + BATCH_WAIT;
@@ -115,6 +137,77 @@ pub async fn run_shipper<S: LogSink>(
         queued_bytes = queued_bytes.saturating_sub(batch.bytes());
         let sent = SentBatch { batch, sources, reserved };
         send_batch(&destination, sent, sink.as_ref(), &context, &mut queue).await;
+        let waiting = lock(&context.manifests).pending(&destination).len();
+        manifests_due = match manifests_due {
+            _ if waiting >= MANIFEST_BATCH => {
+                ship_manifests(&destination, sink.as_ref(), &context).await
+            }
+            Some(due) => Some(due),
+            None => Some(Instant::now() + MANIFEST_WAIT),
+        };
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// Ships the stream's waiting manifest records; returns when to ship again (None: no
+/// record waits). Failures are retried like batches; a refusal keeps the records.
+async fn ship_manifests<S: LogSink>(
+    destination: &Destination,
+    sink: &S,
+    context: &ShipperContext,
+) -> Option<Instant> {
+    loop {
+        let records: Vec<_> = lock(&context.manifests)
+            .pending(destination)
+            .iter()
+            .take(MANIFEST_BATCH)
+            .cloned()
+            .collect();
+        let last = records.last().map(|r| r.seq)?;
+        let timestamp_ms = crate::tail::timestamp::unix_ms(std::time::SystemTime::now());
+        let events: Vec<OutEvent> = records
+            .iter()
+            .map(|record| OutEvent {
+                timestamp_ms,
+                message: serde_json::to_string(record).unwrap_or_default(),
+            })
+            .collect();
+        let manifest = manifest_destination(destination);
+        if let Err(error) = put_until_answered(&manifest, &events, sink, context).await {
+            error!(message = "CloudWatch Logs refused manifest records; they are kept.", group = %manifest.group, stream = %manifest.stream, %error);
+            return Some(Instant::now() + MANIFEST_WAIT);
+        }
+        let mut manifests = lock(&context.manifests);
+        manifests.shipped(destination, last);
+        if let Err(error) = manifests.save() {
+            error!(message = "Cannot save the manifests.", %error);
+        }
+    }
+}
+
+/// Sends `events` until CloudWatch Logs answers: accepted (perhaps with rejected events)
+/// or refused for good.
+async fn put_until_answered<S: LogSink>(
+    destination: &Destination,
+    events: &[OutEvent],
+    sink: &S,
+    context: &ShipperContext,
+) -> Result<Rejected, String> {
+    let mut backoff = Backoff::default();
+    loop {
+        match sink.put(destination, events).await {
+            Ok(rejected) => return Ok(rejected),
+            Err(PutError::Retriable(error)) => {
+                context.stats.retries.add(1);
+                let delay = backoff.next_delay();
+                warn!(message = "PutLogEvents failed; retrying.", group = %destination.group, stream = %destination.stream, %error, delay = ?delay);
+                tokio::time::sleep(delay).await;
+            }
+            Err(PutError::Refused(error)) => return Err(error),
+        }
     }
 }
 
@@ -203,20 +296,7 @@ async fn send_batch<S: LogSink>(
     let SentBatch { batch, sources, reserved } = sent;
     let batch_bytes = batch.bytes() as u64;
     let events = batch.into_events();
-    let mut backoff = Backoff::default();
-    let outcome = loop {
-        match sink.put(destination, &events).await {
-            Ok(rejected) => break Ok(rejected),
-            Err(PutError::Retriable(error)) => {
-                context.stats.retries.add(1);
-                let delay = backoff.next_delay();
-                warn!(message = "PutLogEvents failed; retrying.", group = %destination.group, stream = %destination.stream, %error, delay = ?delay);
-                tokio::time::sleep(delay).await;
-            }
-            Err(PutError::Refused(error)) => break Err(error),
-        }
-    };
-    match outcome {
+    let summary = match put_until_answered(destination, &events, sink, context).await {
         Ok(rejected) => {
             context.stats.batches.add(1);
             context.stats.events_sent.add(events.len() as u64);
@@ -233,6 +313,7 @@ async fn send_batch<S: LogSink>(
                 warn!(message = "CloudWatch Logs rejected events.", group = %destination.group, stream = %destination.stream, lines, bytes);
                 queue_notice(queue, text);
             }
+            Some(summarize(&events, &reasons))
         }
         Err(error) => {
             context.stats.events_rejected.add(events.len() as u64);
@@ -245,10 +326,50 @@ async fn send_batch<S: LogSink>(
                     events.len()
                 ),
             );
+            None
+        }
+    };
+    acknowledge(destination, &sources, summary, context);
+    context.budget.release(reserved);
+}
+
+/// What CloudWatch Logs kept of a sent batch: the digest of its accepted events and
+/// their time span, and how many it rejected.
+fn summarize(events: &[OutEvent], rejected: &[(usize, &str)]) -> (EventsDigest, u64, i64, i64) {
+    let mut digest = EventsDigest::default();
+    let (mut first, mut last) = (i64::MAX, i64::MIN);
+    for (index, event) in events.iter().enumerate() {
+        if rejected.iter().any(|&(i, _)| i == index) {
+            continue;
+        }
+        digest.add(event.timestamp_ms, &event.message);
+        first = first.min(event.timestamp_ms);
+        last = last.max(event.timestamp_ms);
+    }
+    if digest.count() == 0 {
+        (first, last) = (0, 0);
+    }
+    (digest, rejected.len() as u64, first, last)
+}
+
+/// Each file's byte range in a batch: from its last acknowledged offset to the batch's.
+fn file_ranges(sources: &Sources, checkpoints: &Checkpoints) -> Vec<FileRange> {
+    let mut ranges: Vec<FileRange> = Vec::new();
+    for (file, position) in sources.iter().flatten() {
+        let known = ranges.iter_mut().find(|r| r.dev == file.key.dev && r.inode == file.key.ino);
+        match known {
+            Some(range) => range.to = position.offset,
+            None => ranges.push(FileRange {
+                path: file.path.display().to_string(),
+                dev: file.key.dev,
+                inode: file.key.ino,
+                fingerprint: format!("{}:{:016x}", file.fingerprint.len, file.fingerprint.hash),
+                from: checkpoints.get(&file.key).map(|c| c.position.offset),
+                to: position.offset,
+            }),
         }
     }
-    acknowledge(&sources, context);
-    context.budget.release(reserved);
+    ranges
 }
 
 /// A notice goes first in the next batch.
@@ -258,9 +379,26 @@ fn queue_notice(queue: &mut VecDeque<Queued>, text: String) {
     queue.push_front(Queued::Event { event, source: None, reserved: 0 });
 }
 
-/// Moves each file's checkpoint to its last acknowledged position, and saves.
-fn acknowledge(sources: &Sources, context: &ShipperContext) {
-    let mut checkpoints = context.checkpoints.lock().unwrap_or_else(PoisonError::into_inner);
+/// Seals the batch's manifest record (saved first: no checkpoint moves past a batch
+/// without its record), then moves each file's checkpoint to its last acknowledged
+/// position, and saves.
+fn acknowledge(
+    destination: &Destination,
+    sources: &Sources,
+    summary: Option<(EventsDigest, u64, i64, i64)>,
+    context: &ShipperContext,
+) {
+    let mut checkpoints = lock(&context.checkpoints);
+    if let Some((digest, rejected, first_ts, last_ts)) = summary {
+        let files = file_ranges(sources, &checkpoints);
+        let batch = BatchSummary { files, digest, rejected, first_ts, last_ts };
+        let started = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+        let mut manifests = lock(&context.manifests);
+        manifests.append(destination, batch, &started);
+        if let Err(error) = manifests.save() {
+            error!(message = "Cannot save the manifests.", %error);
+        }
+    }
     for (file, position) in sources.iter().flatten() {
         checkpoints.acknowledge(Checkpoint {
             key: file.key,

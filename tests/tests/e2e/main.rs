@@ -8,6 +8,7 @@ mod agent_torture;
 mod aggregator_notify;
 mod aggregator_rules;
 mod demo;
+mod logs_audit;
 mod stack_faults;
 mod stack_limits;
 mod stack_services;

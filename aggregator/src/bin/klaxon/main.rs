@@ -1,6 +1,7 @@
 //! `klaxon`: the command line for operators and auditors.
 
 mod alerting;
+mod logs;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -199,12 +200,14 @@ fn main() -> ExitCode {
         Command::Silence(SilenceCommand::Expire { config, id }) => {
             report(alerting::silence_expire(&config.config, &id))
         }
+        Command::Logs(LogsCommand::Query { range, filter, limit, format }) => {
+            report(logs::query(&range, filter, limit, format))
+        }
+        Command::Logs(LogsCommand::Verify { range, format }) => {
+            report(logs::verify(&range, format))
+        }
         Command::Watchdog(WatchdogCommand::Install { config, topic }) => {
             report(alerting::watchdog_install(&config.config, &topic))
-        }
-        other => {
-            eprintln!("klaxon: {other:?} is not built yet");
-            ExitCode::FAILURE
         }
     }
 }
