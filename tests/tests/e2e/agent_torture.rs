@@ -11,6 +11,7 @@ use std::time::Duration;
 use klaxon_tests::agent::{Daemon, eventually, stream_messages};
 use klaxon_tests::{FaultKind, Service, Times};
 
+use crate::logs_audit::verify;
 use crate::support::{agent_config, stack};
 
 const GROUP: &str = "/test/torture";
@@ -193,6 +194,27 @@ async fn every_line_survives_rotation_kill_outage_and_throttling() {
     }
     println!("torture: 200000 lines, {repeats} repeats from the batches in flight at the kill");
     assert!(repeats <= 3 * MAX_BATCH_EVENTS);
+
+    // The manifests account for every line, and for the repeats as duplicates.
+    let mut duplicates = 0;
+    for writer in &writers {
+        let (code, report) = verify(&stack, GROUP, &writer.stream());
+        assert_eq!(code, Some(0), "{}: {report:#}", writer.name);
+        let verified: u64 = report["verified"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|r| r["events"].as_u64().unwrap_or(0))
+            .sum();
+        assert!(verified >= writer.written.len() as u64, "{}: {report:#}", writer.name);
+        duplicates += report["duplicates"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|d| d["events"].as_u64().unwrap_or(0))
+            .sum::<u64>();
+    }
+    assert_eq!(duplicates, repeats as u64, "verify's duplicates are the repeats");
     let stats = stack.stats().expect("stats");
     assert_eq!(stats.rejected_total, 0, "{:?}", stats.rejected);
     assert!(stats.faults.get("logs.throttle").copied().unwrap_or(0) >= 12, "{:?}", stats.faults);
