@@ -13,21 +13,24 @@ use crate::LocalStack;
 /// The path of a workspace binary, built first if this test run did not build it
 /// (`cargo test -p klaxon-tests` builds only this crate's binaries).
 pub fn workspace_binary(name: &str) -> PathBuf {
-    static BUILD: Mutex<()> = Mutex::new(());
+    static BUILT: Mutex<Vec<String>> = Mutex::new(Vec::new());
     let exe = std::env::current_exe().unwrap_or_default();
     let profile_dir = exe.parent().and_then(Path::parent).unwrap_or(Path::new("target/debug"));
     let binary = profile_dir.join(name);
-    let _guard = BUILD.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-    if !binary.exists() {
+    let mut built = BUILT.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    // Built once per process, even when present: a binary left by an older build
+    // would test old code (cargo returns at once when it is up to date).
+    if !built.iter().any(|b| b == name) {
         let cargo = option_env!("CARGO").unwrap_or("cargo");
         let release = profile_dir.ends_with("release").then_some("--release");
         let status = Command::new(cargo)
-            .args(["build", "--bin", name])
+            .args(["build", "--workspace", "--bin", name])
             .args(release)
             .current_dir(env!("CARGO_MANIFEST_DIR"))
             .status()
             .expect("run cargo build");
         assert!(status.success(), "cargo build --bin {name} failed");
+        built.push(name.to_owned());
     }
     binary
 }

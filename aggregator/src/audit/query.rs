@@ -7,6 +7,7 @@ use aws_sdk_cloudwatchlogs::Client;
 use serde::Serialize;
 
 use super::time::format_ms;
+use crate::manifest_record::MANIFEST_SUFFIX;
 use crate::rules::pattern::check_filter_pattern;
 use crate::source::SourceError;
 
@@ -82,11 +83,16 @@ pub async fn run_query(
                 }
             })?;
         for event in page.events() {
+            let stream = event.log_stream_name().unwrap_or_default();
+            // A group's manifests are read with `logs verify`, or named with --stream.
+            if query.stream.is_none() && stream.ends_with(MANIFEST_SUFFIX) {
+                continue;
+            }
             if query.limit.is_some_and(|limit| count >= limit) {
                 return Ok(count);
             }
             each(Event {
-                stream: event.log_stream_name().unwrap_or_default().to_owned(),
+                stream: stream.to_owned(),
                 timestamp: event.timestamp().unwrap_or_default(),
                 ingestion_time: event.ingestion_time().unwrap_or_default(),
                 message: event.message().unwrap_or_default().to_owned(),

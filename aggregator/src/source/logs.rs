@@ -12,6 +12,7 @@ use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use serde::{Deserialize, Serialize};
 
 use super::SourceError;
+use crate::manifest_record::MANIFEST_SUFFIX;
 
 /// Events are read up to this long before now, for those still being ingested.
 pub const SETTLE: Duration = Duration::from_secs(5);
@@ -115,8 +116,11 @@ impl LogSource {
                 .await
                 .map_err(|error| SourceError::from_sdk("FilterLogEvents", &error))?;
             for event in page.events() {
-                let stream = event.log_stream_name().unwrap_or_default().to_owned();
-                found.push((stream, event.timestamp().unwrap_or_default()));
+                let stream = event.log_stream_name().unwrap_or_default();
+                // The agent's manifests are not the application's logs.
+                if !stream.ends_with(MANIFEST_SUFFIX) {
+                    found.push((stream.to_owned(), event.timestamp().unwrap_or_default()));
+                }
             }
             token = page.next_token().map(str::to_owned);
             if token.is_none() {

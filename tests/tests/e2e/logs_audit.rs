@@ -127,6 +127,7 @@ async fn query_streams_events_and_verify_catches_every_kind_of_tampering() {
         .filter_map(|r| r["message"].as_str())
         .collect();
     assert_eq!(messages, written, "every line, in order");
+    assert!(rows.iter().all(|r| r["stream"] == STREAM), "manifests are not application logs");
     assert!(rows.iter().all(|r| r["ingestion_time"].as_str().is_some_and(|t| t.ends_with('Z'))));
     let (_, out, _) = klaxon(
         &stack,
