@@ -10,7 +10,8 @@
 //! - [`manifest_record`]: what a log manifest record holds (shared with `klaxon logs verify`).
 //! - [`budget`]: the memory budget between the two; [`stats`]: the agent's counters.
 //! - [`pipeline`]: wires them together and runs until told to stop.
-//! - [`logging`]: tracing set-up shared with the aggregator.
+//! - [`logging`]: tracing set-up shared with the aggregator; [`service_manager`]: systemd's
+//!   READY/WATCHDOG notifications, shared too.
 //! - [`instance`]: the instance id (override, IMDSv2, hostname); [`status`]: `--status`.
 
 pub mod budget;
@@ -21,6 +22,7 @@ pub mod logging;
 pub mod manifest_record;
 pub mod metrics;
 pub mod pipeline;
+pub mod service_manager;
 pub mod ship;
 pub mod state_file;
 pub mod stats;

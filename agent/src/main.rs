@@ -19,6 +19,7 @@ use klaxon_agent::metrics::cost::{
 use klaxon_agent::metrics::run::{MetricsLoop, MetricsPlan};
 use klaxon_agent::metrics::sink::CloudWatchMetrics;
 use klaxon_agent::pipeline::{HostNames, run_logs};
+use klaxon_agent::service_manager;
 use klaxon_agent::ship::sink::CloudWatchLogs;
 use klaxon_agent::stats::AgentStats;
 use klaxon_agent::status::print_status;
@@ -185,11 +186,13 @@ fn serve(path: &Path, mut config: ValidConfig) -> anyhow::Result<()> {
             .build();
         let aws = aws_config::defaults(aws_config::BehaviorVersion::latest()).timeout_config(timeouts).load().await;
         let stats = Arc::new(AgentStats::default());
+        service_manager::spawn_watchdog();
         loop {
             let append = config.metrics.as_ref().map(|m| m.append_dimensions.clone()).unwrap_or_default();
             let host = resolve_host(config.instance_id.as_deref(), imds, &append).await;
             host_series(&config, &host.dimensions).map_err(|problem| anyhow::anyhow!(problem))?;
             info!(message = "Agent running.", instance_id = %host.instance_id, logs = config.logs.len());
+            service_manager::ready(&format!("shipping {} log sources as {}", config.logs.len(), host.instance_id));
             let (ending_tx, ending_rx) = tokio::sync::watch::channel(Ending::Running);
             let stopped = |mut ending: tokio::sync::watch::Receiver<Ending>| async move {
                 let _ = ending.wait_for(|e| *e != Ending::Running).await;
@@ -214,6 +217,12 @@ fn serve(path: &Path, mut config: ValidConfig) -> anyhow::Result<()> {
                         .map_err(|problem| anyhow::anyhow!(problem))?;
                 metrics_loop.run(stopped(ending_rx.clone())).await;
                 Ok::<(), anyhow::Error>(())
+            };
+            let signals = async {
+                signals.await;
+                if *ending_rx.borrow() == Ending::Stop {
+                    service_manager::stopping();
+                }
             };
             let (logs, metrics, ()) = tokio::join!(logs, metrics, signals);
             logs?;

@@ -28,6 +28,9 @@ pub mod logging;
 #[path = "../../agent/src/manifest_record.rs"]
 pub mod manifest_record;
 pub mod rules;
+// The agent's systemd notifications, compiled here too, like `logging`.
+#[path = "../../agent/src/service_manager.rs"]
+pub mod service_manager;
 pub mod source;
 // The agent's atomic state-file writer, compiled here too.
 #[path = "../../agent/src/state_file.rs"]

@@ -15,6 +15,7 @@ use klaxon_aggregator::notify::publish::SnsPublisher;
 use klaxon_aggregator::notify::service::HEARTBEAT_METRIC;
 use klaxon_aggregator::rules::check::{load_rules, rule_files};
 use klaxon_aggregator::rules::model::Rule;
+use klaxon_aggregator::service_manager;
 use klaxon_aggregator::source::logs::LogSource;
 use klaxon_aggregator::source::metrics::MetricSource;
 use tokio::signal::unix::{SignalKind, signal};
@@ -96,6 +97,8 @@ fn serve(config: AggregatorConfig) -> anyhow::Result<()> {
         let _watcher = watch_rules(&config.rules, Arc::clone(&reload));
         let mut tick = tokio::time::interval(config.evaluation_interval);
         info!(message = "Aggregator running.", rules = rules.len(), interval = ?config.evaluation_interval);
+        service_manager::ready(&format!("evaluating {} rules", rules.len()));
+        service_manager::spawn_watchdog();
         loop {
             tokio::select! {
                 _ = tick.tick() => {
@@ -116,6 +119,7 @@ fn serve(config: AggregatorConfig) -> anyhow::Result<()> {
                 _ = interrupt.recv() => break,
             }
         }
+        service_manager::stopping();
         info!(message = "Aggregator stopped.", cloudwatch_calls = evaluator.calls());
         Ok(())
     })

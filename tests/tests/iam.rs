@@ -8,8 +8,11 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 /// (IAM service prefix, SDK crate, how sources name the crate).
-const SERVICES: [(&str, &str); 3] =
-    [("logs", "aws-sdk-cloudwatchlogs"), ("cloudwatch", "aws-sdk-cloudwatch"), ("sns", "aws-sdk-sns")];
+const SERVICES: [(&str, &str); 3] = [
+    ("logs", "aws-sdk-cloudwatchlogs"),
+    ("cloudwatch", "aws-sdk-cloudwatch"),
+    ("sns", "aws-sdk-sns"),
+];
 
 /// (policy file, the sources whose calls it must allow).
 const COMPONENTS: [(&str, &[&str]); 3] = [
@@ -39,7 +42,8 @@ fn operations(krate: &str) -> Vec<String> {
         .current_dir(workspace())
         .output()
         .expect("cargo metadata");
-    let metadata: serde_json::Value = serde_json::from_slice(&output.stdout).expect("metadata json");
+    let metadata: serde_json::Value =
+        serde_json::from_slice(&output.stdout).expect("metadata json");
     let manifest = metadata["packages"]
         .as_array()
         .into_iter()
@@ -85,7 +89,11 @@ fn called(paths: &[&str], operations: &[(String, Vec<String>)]) -> BTreeSet<Stri
         let without_logs = text.replace("aws_sdk_cloudwatchlogs", "");
         for ((prefix, krate), (_, names)) in SERVICES.iter().zip(operations) {
             let module = krate.replace('-', "_");
-            let uses = if *prefix == "cloudwatch" { without_logs.contains(&module) } else { text.contains(&module) };
+            let uses = if *prefix == "cloudwatch" {
+                without_logs.contains(&module)
+            } else {
+                text.contains(&module)
+            };
             if !uses {
                 continue;
             }
@@ -128,7 +136,11 @@ fn read_json(name: &str) -> serde_json::Value {
 fn each_policy_grants_exactly_what_its_code_calls() {
     let operations: Vec<(String, Vec<String>)> =
         SERVICES.iter().map(|(prefix, krate)| ((*prefix).to_owned(), operations(krate))).collect();
-    assert!(operations.iter().all(|(_, names)| names.contains(&"put_metric_data".to_owned()) || names.len() > 10));
+    assert!(
+        operations
+            .iter()
+            .all(|(_, names)| names.contains(&"put_metric_data".to_owned()) || names.len() > 10)
+    );
     for (file, paths) in COMPONENTS {
         let calls = called(paths, &operations);
         let grants = granted(&read_json(file));
@@ -141,10 +153,14 @@ fn each_policy_grants_exactly_what_its_code_calls() {
 fn the_cloudformation_template_carries_the_same_policies() {
     let template = read_json("cloudformation.json");
     let resources = &template["Resources"];
-    let inline = |role: &str| resources[role]["Properties"]["Policies"][0]["PolicyDocument"].clone();
+    let inline =
+        |role: &str| resources[role]["Properties"]["Policies"][0]["PolicyDocument"].clone();
     assert_eq!(inline("AgentRole"), read_json("agent-policy.json"));
     assert_eq!(inline("AggregatorRole"), read_json("aggregator-policy.json"));
-    assert_eq!(resources["AuditorPolicy"]["Properties"]["PolicyDocument"], read_json("auditor-policy.json"));
+    assert_eq!(
+        resources["AuditorPolicy"]["Properties"]["PolicyDocument"],
+        read_json("auditor-policy.json")
+    );
     for profile in ["AgentInstanceProfile", "AggregatorInstanceProfile"] {
         assert_eq!(resources[profile]["Type"], "AWS::IAM::InstanceProfile");
     }
