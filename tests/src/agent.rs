@@ -15,7 +15,10 @@ use crate::LocalStack;
 pub fn workspace_binary(name: &str) -> PathBuf {
     static BUILT: Mutex<Vec<String>> = Mutex::new(Vec::new());
     let exe = std::env::current_exe().unwrap_or_default();
-    let profile_dir = exe.parent().and_then(Path::parent).unwrap_or(Path::new("target/debug"));
+    // Tests and benches run from target/PROFILE/deps, binaries from target/PROFILE.
+    let exe_dir = exe.parent().unwrap_or(Path::new("target/debug"));
+    let profile_dir =
+        if exe_dir.ends_with("deps") { exe_dir.parent().unwrap_or(exe_dir) } else { exe_dir };
     let binary = profile_dir.join(name);
     let mut built = BUILT.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
     // Built once per process, even when present: a binary left by an older build
@@ -24,7 +27,7 @@ pub fn workspace_binary(name: &str) -> PathBuf {
         let cargo = option_env!("CARGO").unwrap_or("cargo");
         let release = profile_dir.ends_with("release").then_some("--release");
         let status = Command::new(cargo)
-            .args(["build", "--workspace", "--bin", name])
+            .args(["build", "--quiet", "--workspace", "--bin", name])
             .args(release)
             .current_dir(env!("CARGO_MANIFEST_DIR"))
             .status()

@@ -10,6 +10,7 @@ use std::time::Duration;
 use aws_sdk_cloudwatchlogs::Client;
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use serde::{Deserialize, Serialize};
+use tracing::warn;
 
 use super::SourceError;
 use crate::manifest_record::MANIFEST_SUFFIX;
@@ -114,7 +115,19 @@ impl LogSource {
                 .set_next_token(token)
                 .send()
                 .await
-                .map_err(|error| SourceError::from_sdk("FilterLogEvents", &error))?;
+                .map_err(|error| SourceError::from_sdk("FilterLogEvents", &error));
+            let page = match page {
+                Ok(page) => page,
+                // A group nobody has written to yet has no matches: not an outage.
+                Err(error) if error.code == "ResourceNotFoundException" => {
+                    warn!(
+                        message = "A rule's log group does not exist (yet); counting no matches.",
+                        group
+                    );
+                    return Ok(found);
+                }
+                Err(error) => return Err(error),
+            };
             for event in page.events() {
                 let stream = event.log_stream_name().unwrap_or_default();
                 // The agent's manifests are not the application's logs.

@@ -1,116 +1,286 @@
-//! `klaxon-demo`: the README's first command. It starts the local AWS stack and shows
-//! each AWS part Klaxon uses answering: a log line shipped and read back, a metric put
-//! and read back, an alert published to SNS and read from the on-call inbox. It stops
-//! everything it started and exits non-zero if a step fails.
+//! `klaxon-demo`: the README's first command. On the local AWS stack, with no AWS
+//! account, it runs Klaxon's main job end to end: two web servers' agents (one tailing a
+//! generated nginx access and error log and sampling this host, its instance id from the
+//! stack's IMDS; one sending only its heartbeat), the aggregator with the shipped rules
+//! and three demo rules with short windows, and an on-call inbox (an SQS queue on the SNS
+//! topic). It provokes an error burst, a CPU breach and a dead host, and prints as they
+//! happen the log lines (through `klaxon logs query`), the metrics, and the alerts.
+//! It ends by itself within 3 minutes, stops everything it started, and exits non-zero
+//! if an expected alert did not arrive.
 
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::collections::BTreeSet;
+use std::io::Write as _;
+use std::path::Path;
+use std::process::Command;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, ensure};
-use aws_sdk_cloudwatch::primitives::DateTime;
-use aws_sdk_cloudwatch::types::{Dimension, Metric, MetricDataQuery, MetricDatum, MetricStat};
-use aws_sdk_cloudwatchlogs::types::InputLogEvent;
 use klaxon_tests::LocalStack;
+use klaxon_tests::agent::{Daemon, workspace_binary};
 use klaxon_tests::inbox::Inbox;
+use klaxon_tests::metrics::statistic;
+
+/// How long the demo waits for its alerts at most.
+const DEADLINE: Duration = Duration::from_secs(150);
+
+/// The alerts the demo must see, as their headlines in the message body.
+const EXPECTED: [&str; 4] = [
+    "DemoErrorBurst firing",
+    "DemoHighCpu firing",
+    "DemoHostDown firing",
+    "DemoErrorBurst resolved",
+];
+
+const DEMO_RULES: &str = r#"# Short windows, so the demo sees alerts within a minute.
+
+[[rule]]
+name = "DemoErrorBurst"
+kind = "log"
+severity = "critical"
+summary = "{{value}} upstream errors in 20s on {{stream}}"
+log_group = "/web/nginx/error"
+pattern = "upstream"
+window = "20s"
+group_by = ["stream"]
+when = ">= 5"
+
+[[rule]]
+name = "DemoHighCpu"
+kind = "metric"
+severity = "warning"
+summary = "CPU {{value}}% on {{InstanceId}}"
+namespace = "Klaxon"
+metric = "cpu_usage_active"
+stat = "Maximum"
+period = "10s"
+dimensions = { cpu = "cpu-total" }
+group_by = ["InstanceId"]
+when = "> 80"
+
+[[rule]]
+name = "DemoHostDown"
+kind = "absent"
+severity = "critical"
+summary = "no heartbeat from {{InstanceId}} for 15s"
+namespace = "Klaxon"
+metric = "klaxon_heartbeat"
+period = "10s"
+group_by = ["InstanceId"]
+for = "15s"
+"#;
 
 fn step(text: &str) {
     println!("==> {text}");
 }
 
-#[tokio::main(flavor = "current_thread")]
+/// Appends `lines` to `path`.
+fn append(path: &Path, lines: &[String]) -> std::io::Result<()> {
+    let mut file = std::fs::OpenOptions::new().create(true).append(true).open(path)?;
+    for line in lines {
+        writeln!(file, "{line}")?;
+    }
+    Ok(())
+}
+
+fn access_lines(from: usize, count: usize) -> Vec<String> {
+    (from..from + count)
+        .map(|n| {
+            format!(
+                "10.0.0.{} - - [26/Nov/2026:06:00:00 +0000] \"GET /product/{n} HTTP/1.1\" 200 5120 \"-\" \"Mozilla/5.0\"",
+                n % 250
+            )
+        })
+        .collect()
+}
+
+fn error_lines(count: usize) -> Vec<String> {
+    (0..count)
+        .map(|n| {
+            format!("2026/11/26 06:00:00 [error] 812#0: *{n} upstream timed out (110: Connection timed out) while reading response header from upstream, client: 10.0.0.7, request: \"POST /checkout HTTP/1.1\"")
+        })
+        .collect()
+}
+
+/// Keeps both cores busy until `stop`.
+fn burn_cpu(stop: &Arc<AtomicBool>) -> Vec<std::thread::JoinHandle<()>> {
+    (0..2)
+        .map(|_| {
+            let stop = Arc::clone(stop);
+            std::thread::spawn(move || {
+                let mut x = 0u64;
+                while !stop.load(Ordering::Relaxed) {
+                    x = std::hint::black_box(
+                        x.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1),
+                    );
+                }
+            })
+        })
+        .collect()
+}
+
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() -> anyhow::Result<()> {
+    let started = Instant::now();
     step("starting the local AWS stack (the first run installs moto into a virtualenv)");
     let stack = LocalStack::start().context("starting the local AWS stack")?;
     println!("    endpoint {}", stack.endpoint());
     let config = stack.sdk_config().await;
-    let now = SystemTime::now().duration_since(UNIX_EPOCH)?;
 
-    step("shipping a log line to CloudWatch Logs and reading it back");
-    let logs = aws_sdk_cloudwatchlogs::Client::new(&config);
-    logs.create_log_group().log_group_name("/web/nginx/access").send().await?;
-    logs.create_log_stream()
-        .log_group_name("/web/nginx/access")
-        .log_stream_name("i-demo")
-        .send()
-        .await?;
-    let line = r#"10.0.0.7 - - "GET /checkout HTTP/1.1" 502 157"#;
-    let timestamp_ms = i64::try_from(now.as_millis())?;
-    logs.put_log_events()
-        .log_group_name("/web/nginx/access")
-        .log_stream_name("i-demo")
-        .log_events(InputLogEvent::builder().timestamp(timestamp_ms).message(line).build()?)
-        .send()
-        .await?;
-    let found = logs
-        .filter_log_events()
-        .log_group_name("/web/nginx/access")
-        .filter_pattern("502")
-        .send()
-        .await?;
-    let messages: Vec<_> = found.events().iter().filter_map(|e| e.message()).collect();
-    println!("    {messages:?}");
-    ensure!(messages == [line], "the log line did not come back");
+    step("creating the on-call SNS topic and the SQS inbox subscribed to it");
+    let inbox = Inbox::create(&config, "oncall-demo").await?;
+    println!("    {}", inbox.topic_arn);
 
-    step("putting a CPU sample to CloudWatch metrics and reading it back");
+    let dir = tempfile::tempdir()?;
+    let root = dir.path();
+    let (access, errors) = (root.join("access.log"), root.join("error.log"));
+    append(&access, &access_lines(0, 20))?;
+    append(&errors, &[])?;
+    step(
+        "starting klaxon-agent on web-1 (nginx logs, host metrics, id from IMDS) and web-2 (heartbeat)",
+    );
+    let web1 = root.join("web-1.toml");
+    std::fs::write(
+        &web1,
+        format!(
+            "state_dir = \"{0}/web-1\"\n\n[[logs]]\npath = \"{1}\"\ngroup = \"/web/nginx/access\"\n\n[[logs]]\npath = \"{2}\"\ngroup = \"/web/nginx/error\"\n\n[metrics]\nsample_interval = \"1s\"\nflush_interval = \"5s\"\n",
+            root.display(),
+            access.display(),
+            errors.display()
+        ),
+    )?;
+    let web2 = root.join("web-2.toml");
+    std::fs::write(
+        &web2,
+        format!(
+            "state_dir = \"{}/web-2\"\ninstance_id = \"i-web-2\"\n\n[metrics]\nsample_interval = \"1s\"\nflush_interval = \"5s\"\n",
+            root.display()
+        ),
+    )?;
+    let agent1 = Daemon::start(&stack, &web1, &root.join("web-1.log"));
+    let agent2 = Daemon::start(&stack, &web2, &root.join("web-2.log"));
+
+    let rules = root.join("rules");
+    std::fs::create_dir(&rules)?;
+    let shipped = Path::new(env!("CARGO_MANIFEST_DIR")).join("../rules");
+    let mut count = 0;
+    for entry in std::fs::read_dir(&shipped)? {
+        let path = entry?.path();
+        let name = path.file_name().and_then(|n| n.to_str()).unwrap_or_default().to_owned();
+        if name.ends_with(".toml") && !name.ends_with(".test.toml") {
+            std::fs::copy(&path, rules.join(&name))?;
+            count += 1;
+        }
+    }
+    std::fs::write(rules.join("demo.toml"), DEMO_RULES)?;
+    let aggregator_config = root.join("aggregator.toml");
+    std::fs::write(
+        &aggregator_config,
+        format!(
+            "rules = \"{}\"\nstate_dir = \"{}/aggregator\"\nevaluation_interval = \"2s\"\n\n[[route]]\ntopic_arn = \"{}\"\ngroup_wait = \"2s\"\ngroup_interval = \"10s\"\nrepeat_interval = \"1h\"\n",
+            rules.display(),
+            root.display(),
+            inbox.topic_arn
+        ),
+    )?;
+    step(&format!("starting klaxon-aggregator ({count} shipped rule files and 3 demo rules)"));
+    let aggregator = Daemon::aggregator(&stack, &aggregator_config, &root.join("aggregator.log"));
+
+    // Alerts are printed as they arrive, whatever the demo is doing.
+    let seen = Arc::new(Mutex::new(BTreeSet::new()));
+    let watcher = {
+        let seen = Arc::clone(&seen);
+        tokio::spawn(async move {
+            loop {
+                for alert in inbox.receive().await.unwrap_or_default() {
+                    println!("    ALERT {}", alert.subject.as_deref().unwrap_or("(no subject)"));
+                    let mut seen = seen.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+                    for expected in EXPECTED {
+                        if alert.message.contains(expected) {
+                            seen.insert(expected);
+                        }
+                    }
+                }
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+        })
+    };
+
+    step("an error burst in nginx's error log: 12 upstream timeouts");
+    append(&errors, &error_lines(12))?;
+    append(&access, &access_lines(20, 20))?;
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    let klaxon = workspace_binary("klaxon");
+    let mut query = Command::new(&klaxon);
+    query.args(["logs", "query", "--group", "/web/nginx/error", "--start", "5m", "--limit", "3"]);
+    stack.configure(&mut query);
+    let output = query.output()?;
+    println!("    klaxon logs query --group /web/nginx/error --start 5m --limit 3:");
+    for line in String::from_utf8_lossy(&output.stdout).lines() {
+        println!("      {line}");
+    }
+    ensure!(
+        output.status.success(),
+        "klaxon logs query failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+
+    step("burning both CPU cores for 15 s, and SIGKILL of web-2's agent (a dead host)");
+    agent2.kill();
+    let stop = Arc::new(AtomicBool::new(false));
+    let burners = burn_cpu(&stop);
+    tokio::time::sleep(Duration::from_secs(15)).await;
+    stop.store(true, Ordering::Relaxed);
+    for burner in burners {
+        let _ = burner.join();
+    }
     let cloudwatch = aws_sdk_cloudwatch::Client::new(&config);
-    let seconds = i64::try_from(now.as_secs())?;
-    let instance = Dimension::builder().name("InstanceId").value("i-demo").build();
-    cloudwatch
-        .put_metric_data()
-        .namespace("Klaxon")
-        .metric_data(
-            MetricDatum::builder()
-                .metric_name("cpu_usage_active")
-                .dimensions(instance.clone())
-                .values(97.5)
-                .timestamp(DateTime::from_secs(seconds))
-                .build(),
-        )
-        .send()
-        .await?;
-    let metric = Metric::builder()
+    let listed = cloudwatch
+        .list_metrics()
         .namespace("Klaxon")
         .metric_name("cpu_usage_active")
-        .dimensions(instance)
-        .build();
-    let read = cloudwatch
-        .get_metric_data()
-        .start_time(DateTime::from_secs(seconds - 300))
-        .end_time(DateTime::from_secs(seconds + 60))
-        .metric_data_queries(
-            MetricDataQuery::builder()
-                .id("cpu")
-                .metric_stat(
-                    MetricStat::builder().metric(metric).period(60).stat("Maximum").build(),
-                )
-                .build(),
-        )
         .send()
         .await?;
-    let values: Vec<f64> =
-        read.metric_data_results().iter().flat_map(|r| r.values().to_vec()).collect();
-    println!("    cpu_usage_active{{InstanceId=i-demo}} max = {values:?}");
-    ensure!(values == [97.5], "the metric did not come back");
+    let web1_id = listed
+        .metrics()
+        .iter()
+        .flat_map(|m| m.dimensions())
+        .find(|d| d.name() == Some("InstanceId") && d.value() != Some("i-web-2"))
+        .and_then(|d| d.value())
+        .unwrap_or("?")
+        .to_owned();
+    let cpu = statistic(
+        &cloudwatch,
+        "cpu_usage_active",
+        &[("InstanceId", &web1_id), ("cpu", "cpu-total")],
+        "Maximum",
+        Duration::from_secs(10),
+        Duration::from_secs(60),
+    )
+    .await;
+    let shown: Vec<String> = cpu.iter().map(|(_, v)| format!("{v:.0}")).collect();
+    println!(
+        "    cpu_usage_active{{InstanceId={web1_id}}} max per 10 s, last minute: [{}] %",
+        shown.join(", ")
+    );
 
-    step("publishing an alert to SNS and reading it from the on-call inbox (SQS)");
-    let inbox = Inbox::create(&config, "oncall-critical").await?;
-    let body = serde_json::json!({
-        "default": "[FIRING] HighCpu on i-demo: CPU 97.5%",
-        "sms": "FIRING HighCpu i-demo 97.5%",
-    });
-    aws_sdk_sns::Client::new(&config)
-        .publish()
-        .topic_arn(&inbox.topic_arn)
-        .message_structure("json")
-        .message(body.to_string())
-        .subject("[FIRING] HighCpu on i-demo")
-        .send()
-        .await?;
-    let received = inbox.receive().await?;
-    for notification in &received {
-        println!("    {:?}: {}", notification.subject, notification.message);
+    step("waiting for the alerts: the burst, the CPU, the dead host, and the burst resolved");
+    while started.elapsed() < DEADLINE {
+        if seen.lock().unwrap_or_else(std::sync::PoisonError::into_inner).len() == EXPECTED.len() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
     }
-    ensure!(received.len() == 1, "expected one alert in the inbox, got {}", received.len());
+    watcher.abort();
+    let seen = seen.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone();
+    let missing: Vec<&str> = EXPECTED.iter().filter(|e| !seen.contains(*e)).copied().collect();
 
-    step("done: the stack stops with this process");
+    step("stopping everything it started");
+    let aggregator_log = aggregator.log();
+    let _ = aggregator.terminate();
+    let _ = agent1.terminate();
+    ensure!(missing.is_empty(), "expected alerts did not arrive: {missing:?}\n{aggregator_log}");
+    println!("    every expected alert arrived, in {} s", started.elapsed().as_secs());
     Ok(())
 }
