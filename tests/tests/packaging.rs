@@ -152,3 +152,231 @@ fn both_daemons_notify_ready_feed_the_watchdog_and_say_stopping() {
         assert!(said.last().is_some_and(|s| s.contains("STOPPING=1")), "{binary}: {said:?}");
     }
 }
+
+/// Builds the package of `crate_name` with `tool` (`deb` or `generate-rpm`) from the
+/// dev-profile binaries (what the package holds is checked here, not how fast it runs;
+/// releases are built with `cargo deb` / `cargo generate-rpm` on release builds).
+fn build_package(
+    tool: &str,
+    select: &str,
+    crate_name: &str,
+    binaries: &[&str],
+    out: &Path,
+) -> PathBuf {
+    for binary in binaries {
+        workspace_binary(binary);
+    }
+    let cargo = option_env!("CARGO").unwrap_or("cargo");
+    let mut command = Command::new(cargo);
+    command.arg(tool).args(["-p", select, "--profile", "dev", "-o"]).arg(out);
+    // Fast compression: these packages are checked, not shipped.
+    if tool == "deb" {
+        command.args(["--no-build", "--fast"]);
+    } else {
+        command.args(["--payload-compress", "none"]);
+    }
+    let output = command
+        .current_dir(Path::new(env!("CARGO_MANIFEST_DIR")).join(".."))
+        .output()
+        .unwrap_or_else(|e| panic!("cargo {tool}: {e} (packaging/install-tools installs it)"));
+    let said = String::from_utf8_lossy(&output.stdout).into_owned()
+        + &String::from_utf8_lossy(&output.stderr);
+    assert!(
+        output.status.success(),
+        "cargo {tool} -p {crate_name} (packaging/install-tools installs it): {said}"
+    );
+    let extension = if tool == "deb" { "deb" } else { "rpm" };
+    std::fs::read_dir(out)
+        .expect("output")
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| {
+            p.extension().is_some_and(|e| e == extension)
+                && p.file_name().and_then(|n| n.to_str()).is_some_and(|n| {
+                    n.starts_with(&format!("{crate_name}_"))
+                        || n.starts_with(&format!("{crate_name}-0"))
+                })
+        })
+        .unwrap_or_else(|| panic!("no .{extension} for {crate_name} in {}: {said}", out.display()))
+}
+
+/// Every file under `dir`.
+fn walk(dir: &Path) -> Vec<PathBuf> {
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(dir).expect("read dir").flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            files.extend(walk(&path));
+        } else {
+            files.push(path);
+        }
+    }
+    files
+}
+
+fn run(program: &str, args: &[&str]) -> String {
+    let output =
+        Command::new(program).args(args).output().unwrap_or_else(|e| panic!("{program}: {e}"));
+    let said = String::from_utf8_lossy(&output.stdout).into_owned();
+    assert!(
+        output.status.success(),
+        "{program} {args:?}: {said}{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    said
+}
+
+/// One package: its crate (as `cargo deb` and `cargo generate-rpm` select it), the
+/// binaries it ships, and (path, mode) of what it must install.
+struct Package {
+    name: &'static str,
+    rpm_select: &'static str,
+    binaries: &'static [&'static str],
+    files: &'static [(&'static str, u32)],
+}
+
+const PACKAGES: [Package; 2] = [
+    Package {
+        name: "klaxon-agent",
+        rpm_select: "agent",
+        binaries: &["klaxon-agent"],
+        files: &[
+            ("usr/bin/klaxon-agent", 0o755),
+            ("etc/klaxon/agent.toml", 0o640),
+            ("usr/lib/systemd/system/klaxon-agent.service", 0o644),
+        ],
+    },
+    Package {
+        name: "klaxon-aggregator",
+        rpm_select: "aggregator",
+        binaries: &["klaxon-aggregator", "klaxon"],
+        files: &[
+            ("usr/bin/klaxon-aggregator", 0o755),
+            ("usr/bin/klaxon", 0o755),
+            ("etc/klaxon/aggregator.toml", 0o640),
+            ("etc/klaxon/rules/hosts.toml", 0o644),
+            ("usr/lib/systemd/system/klaxon-aggregator.service", 0o644),
+        ],
+    },
+];
+
+#[test]
+fn the_debs_install_into_a_throwaway_root_with_their_files_modes_and_scripts() {
+    use std::os::unix::fs::MetadataExt;
+    let out = tempfile::tempdir().expect("temp dir");
+    let root = tempfile::tempdir().expect("temp dir");
+    for dir in ["var/lib/dpkg/info", "var/lib/dpkg/updates", "var/lib/dpkg/triggers"] {
+        std::fs::create_dir_all(root.path().join(dir)).expect("dpkg database");
+    }
+    std::fs::write(root.path().join("var/lib/dpkg/status"), "").expect("status");
+    let root_arg = format!("--root={}", root.path().display());
+    for Package { name, binaries, files, .. } in PACKAGES {
+        let deb = build_package("deb", name, name, binaries, out.path());
+        let deb = deb.display().to_string();
+        // Unpacked, not configured: the maintainer scripts would run in the real system.
+        run("dpkg", &[&root_arg, "--force-depends", "--unpack", &deb]);
+        for (path, mode) in files {
+            // Unpacked but not configured, a conffile waits as NAME.dpkg-new.
+            let unpacked = if path.starts_with("etc/") {
+                format!("{path}.dpkg-new")
+            } else {
+                (*path).to_owned()
+            };
+            let metadata = std::fs::metadata(root.path().join(&unpacked))
+                .unwrap_or_else(|e| panic!("{name}: {unpacked}: {e}"));
+            assert_eq!(
+                metadata.mode() & 0o7777,
+                *mode,
+                "{name}: {path} mode {:o}",
+                metadata.mode()
+            );
+            assert_eq!((metadata.uid(), metadata.gid()), (0, 0), "{name}: {path} owned by root");
+        }
+        let status = run("dpkg", &[&root_arg, "--status", name]);
+        assert!(
+            status.contains("Conffiles:\n /etc/klaxon/"),
+            "{name}: config kept on upgrade:\n{status}"
+        );
+        assert!(status.contains("Depends:") && status.contains("libc6"), "{name}: {status}");
+        let control = tempfile::tempdir().expect("temp dir");
+        run("dpkg-deb", &["--control", &deb, &control.path().display().to_string()]);
+        let postinst = std::fs::read_to_string(control.path().join("postinst")).expect("postinst");
+        assert!(postinst.contains("useradd --system"), "{name}: the user is created:\n{postinst}");
+        assert!(postinst.contains("chgrp klaxon"), "{name}: {postinst}");
+        assert!(
+            !postinst.contains("deb-systemd-invoke start"),
+            "{name}: not started on install:\n{postinst}"
+        );
+        assert!(
+            !postinst.contains("deb-systemd-helper enable klaxon")
+                || postinst.contains("was-enabled"),
+            "{name}: not enabled on install:\n{postinst}"
+        );
+    }
+    // The default configurations are valid as shipped (the aggregator's rules from the package).
+    for entry in walk(&root.path().join("etc/klaxon")) {
+        if let Some(name) = entry.to_str().and_then(|p| p.strip_suffix(".dpkg-new")) {
+            std::fs::rename(&entry, name).expect("rename");
+        }
+    }
+    let agent = root.path().join("etc/klaxon/agent.toml").display().to_string();
+    let output = Command::new(workspace_binary("klaxon-agent"))
+        .args(["--config", &agent, "--check"])
+        .output()
+        .expect("check");
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stdout));
+    let aggregator = root.path().join("etc/klaxon/aggregator.toml");
+    let text = std::fs::read_to_string(&aggregator)
+        .expect("config")
+        .replace("/etc/klaxon/rules", &root.path().join("etc/klaxon/rules").display().to_string());
+    std::fs::write(&aggregator, text).expect("write");
+    let output = Command::new(workspace_binary("klaxon-aggregator"))
+        .args(["--config", &aggregator.display().to_string(), "--check"])
+        .output()
+        .expect("check");
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stdout));
+}
+
+#[test]
+fn the_rpms_list_their_files_config_and_scripts() {
+    let out = tempfile::tempdir().expect("temp dir");
+    for Package { name, rpm_select, binaries, files } in PACKAGES {
+        let rpm = build_package("generate-rpm", rpm_select, name, binaries, out.path());
+        let rpm = rpm.display().to_string();
+        let listed = run(
+            "rpm",
+            &["-qp", "--qf", "[%{FILEMODES:perms} %{FILEUSERNAME} %{FILENAMES}\n]", &rpm],
+        );
+        for (path, mode) in files {
+            let line = listed
+                .lines()
+                .find(|line| line.ends_with(&format!(" /{path}")))
+                .unwrap_or_else(|| panic!("{name}: /{path} not in\n{listed}"));
+            let expected = format!(
+                "{}{}",
+                if *mode == 0o755 {
+                    "-rwxr-xr-x"
+                } else if *mode == 0o640 {
+                    "-rw-r-----"
+                } else {
+                    "-rw-r--r--"
+                },
+                " root "
+            );
+            assert!(line.starts_with(&expected), "{name}: {line}");
+        }
+        let config = run("rpm", &["-qcp", &rpm]);
+        assert!(config.lines().any(|l| l.starts_with("/etc/klaxon/")), "{name}: {config}");
+        let scripts = run("rpm", &["-qp", "--scripts", &rpm]);
+        assert!(
+            scripts.contains("postinstall scriptlet") && scripts.contains("useradd --system"),
+            "{name}: {scripts}"
+        );
+        assert!(
+            !scripts.contains("systemctl start") && !scripts.contains("systemctl enable"),
+            "{name}: {scripts}"
+        );
+        let requires = run("rpm", &["-qp", "--requires", &rpm]);
+        assert!(requires.contains("shadow-utils"), "{name}: {requires}");
+    }
+}
