@@ -39,6 +39,20 @@ pub struct Finding {
     pub detail: String,
 }
 
+impl Finding {
+    /// A finding located at `record`: its sequence number, times and byte ranges.
+    fn about(record: &ManifestRecord, detail: String) -> Finding {
+        Finding {
+            seq: Some(record.seq),
+            first_ts: record.first_ts,
+            last_ts: record.last_ts,
+            events: record.events,
+            files: record.files.clone(),
+            detail,
+        }
+    }
+}
+
 /// A run of consecutive verified records.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct VerifiedRange {
@@ -85,14 +99,7 @@ pub fn check_chain(records: Vec<ManifestRecord>, report: &mut StreamReport) -> V
         if seen.insert(record.hash.clone(), ()).is_some() {
             continue;
         }
-        let finding = |detail: String| Finding {
-            seq: Some(record.seq),
-            first_ts: record.first_ts,
-            last_ts: record.last_ts,
-            events: record.events,
-            files: record.files.clone(),
-            detail,
-        };
+        let finding = |detail: String| Finding::about(&record, detail);
         if record.compute_hash() != record.hash {
             report
                 .chain
@@ -360,15 +367,7 @@ impl Verifier {
     }
 
     fn finding_for(&self, index: usize, detail: String) -> Finding {
-        let record = &self.records[index];
-        Finding {
-            seq: Some(record.seq),
-            first_ts: record.first_ts,
-            last_ts: record.last_ts,
-            events: record.events,
-            files: record.files.clone(),
-            detail,
-        }
+        Finding::about(&self.records[index], detail)
     }
 
     /// Judges what is left once the stream has been read; records in `[start, end)`

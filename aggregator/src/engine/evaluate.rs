@@ -12,7 +12,7 @@ use crate::rules::template::render;
 pub type Labels = BTreeMap<String, String>;
 
 /// What the engine hands the notifier.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct AlertChange {
     pub rule: String,
     pub severity: String,

@@ -28,7 +28,8 @@ pub enum Phase {
 }
 
 /// A change the notifier hears about.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Transition {
     Pending,
     Firing,

@@ -10,7 +10,7 @@ use tracing::warn;
 use super::policy::Policy;
 use super::silence::Silences;
 use crate::engine::evaluate::{AlertChange, Labels};
-use crate::engine::state::{Seconds, Transition};
+use crate::engine::state::Transition;
 
 /// Milliseconds since the Unix epoch: the notifier's timers are exact to the
 /// millisecond, so a group waits its `group_wait` and not a second less.
@@ -36,18 +36,18 @@ pub struct Notified {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Alert {
     pub fingerprint: Fingerprint,
-    pub rule: String,
-    pub severity: String,
     /// The series' and rule's labels, plus `rule` and `severity`: what matchers see.
     pub labels: Labels,
-    pub summary: String,
-    pub description: Option<String>,
-    pub runbook: Option<String>,
-    pub console: Option<String>,
-    pub value: Option<f64>,
-    pub since: Seconds,
-    pub firing: bool,
+    /// What the engine last said of it: its text, value and since when.
+    pub latest: AlertChange,
     pub notified: Option<Notified>,
+}
+
+impl Alert {
+    /// Firing (or held firing while it flaps), rather than resolved.
+    pub fn firing(&self) -> bool {
+        self.latest.transition != Transition::Resolved
+    }
 }
 
 /// The alerts of one route that share the values of its `group_by` labels.
@@ -234,42 +234,22 @@ impl Dispatcher {
     pub fn update(&mut self, changes: &[AlertChange]) -> usize {
         let mut unrouted = 0;
         for change in changes {
-            let firing = match change.transition {
-                Transition::Pending => continue,
-                Transition::Firing | Transition::Flapping => true,
-                Transition::Resolved => false,
-            };
+            if change.transition == Transition::Pending {
+                continue;
+            }
             let mut labels = change.labels.clone();
             labels.insert("rule".to_owned(), change.rule.clone());
             labels.insert("severity".to_owned(), change.severity.clone());
             let key = fingerprint(&change.rule, &labels);
             if let Some(alert) = self.alerts.get_mut(&key) {
-                alert.firing = firing;
-                alert.value = change.value;
-                alert.summary.clone_from(&change.summary);
-                alert.description.clone_from(&change.description);
-                if firing && alert.notified.is_none_or(|n| !n.firing) {
-                    alert.since = change.since;
-                }
+                alert.latest = change.clone();
                 continue;
             }
-            if !firing {
+            if change.transition == Transition::Resolved {
                 continue; // resolved before on-call heard of it, or after a state loss
             }
-            let alert = Alert {
-                fingerprint: key.clone(),
-                rule: change.rule.clone(),
-                severity: change.severity.clone(),
-                labels,
-                summary: change.summary.clone(),
-                description: change.description.clone(),
-                runbook: change.runbook.clone(),
-                console: change.console.clone(),
-                value: change.value,
-                since: change.since,
-                firing,
-                notified: None,
-            };
+            let alert =
+                Alert { fingerprint: key.clone(), labels, latest: change.clone(), notified: None };
             if self.place(&alert).is_none() {
                 unrouted += 1;
                 warn!(message = "No route takes this alert; it is only logged.", alert = %key);
@@ -340,7 +320,7 @@ impl Dispatcher {
         self.alerts
             .values()
             .filter(|alert| {
-                alert.firing
+                alert.firing()
                     && self.policy.inhibits.iter().any(|rule| rule.source.matches(&alert.labels))
             })
             .collect()
@@ -366,7 +346,7 @@ impl Dispatcher {
             for alert in group.members.iter().filter_map(|fp| self.alerts.get(fp)) {
                 let heard_firing = alert.notified.is_some_and(|n| n.firing);
                 let suppressed = self.suppression(alert, silences, &sources, now).is_some();
-                match (alert.firing, heard_firing, suppressed) {
+                match (alert.firing(), heard_firing, suppressed) {
                     (true, false, false) => new.push(alert.clone()),
                     (true, true, false) => still.push(alert.clone()),
                     (true, _, true) => {}
@@ -513,7 +493,7 @@ impl Dispatcher {
                 let route = self.policy.route_of(&alert.labels);
                 let next_repeat = route
                     .zip(alert.notified)
-                    .filter(|(_, n)| n.firing && alert.firing)
+                    .filter(|(_, n)| n.firing && alert.firing())
                     .map(|(route, notified)| {
                         notified.at + millis(self.policy.routes[route].config.repeat_interval)
                     });
@@ -602,6 +582,9 @@ mod tests {
         assert!(sent.is_empty(), "the window just closed: group_wait starts");
         let (sent, _) = muted.flush(3_640_000, &silences, |_| true);
         assert_eq!(sent.len(), 1, "the warning once the window closed");
-        assert_eq!((sent[0].route, sent[0].groups[0].new[0].severity.as_str()), (1, "warning"));
+        assert_eq!(
+            (sent[0].route, sent[0].groups[0].new[0].latest.severity.as_str()),
+            (1, "warning")
+        );
     }
 }

@@ -85,7 +85,7 @@ pub fn render(notification: &Notification, route: &Route, console: &str) -> Enve
     let alerts =
         notification.groups.iter().flat_map(|g| g.new.iter().chain(&g.resolved).chain(&g.still));
     let (rules, severities): (BTreeSet<&str>, BTreeSet<&str>) =
-        alerts.map(|a| (a.rule.as_str(), a.severity.as_str())).unzip();
+        alerts.map(|a| (a.latest.rule.as_str(), a.latest.severity.as_str())).unzip();
     let attributes = BTreeMap::from([
         ("rule".to_owned(), rules.into_iter().collect::<Vec<_>>().join(",")),
         ("severity".to_owned(), severities.into_iter().collect::<Vec<_>>().join(",")),
@@ -174,7 +174,7 @@ fn title(group: &GroupReport, group_by: &[String]) -> String {
             .iter()
             .chain(&group.resolved)
             .chain(&group.still)
-            .map(|a| a.rule.as_str())
+            .map(|a| a.latest.rule.as_str())
             .collect();
         (rules.len() == 1 || !group_by.iter().any(|l| l != "rule"))
             .then(|| rules.into_iter().collect::<Vec<_>>().join(","))
@@ -190,7 +190,7 @@ fn title(group: &GroupReport, group_by: &[String]) -> String {
 fn member_name(alert: &Alert, group_by: &[String]) -> String {
     let mut parts: Vec<&str> = Vec::new();
     if !group_by.iter().any(|l| l == "rule") {
-        parts.push(&alert.rule);
+        parts.push(&alert.latest.rule);
     }
     parts.extend(distinguishing(alert, group_by).map(|(_, value)| value.as_str()));
     parts.join(" ")
@@ -234,7 +234,7 @@ fn names(alerts: &[Alert], group_by: &[String]) -> Vec<String> {
         .iter()
         .map(|alert| {
             let name = member_name(alert, group_by);
-            if name.is_empty() { alert.rule.clone() } else { name }
+            if name.is_empty() { alert.latest.rule.clone() } else { name }
         })
         .collect()
 }
@@ -279,25 +279,29 @@ fn email_body(
         firing.chain(group.resolved.iter().map(|alert| (alert, "resolved")))
     });
     for (alert, status) in described.take(detail.described) {
-        let _ = write!(out, "\n{} - {status}\n  Summary:     {}\n", alert.rule, alert.summary);
-        if let Some(description) = &alert.description {
+        let _ = write!(
+            out,
+            "\n{} - {status}\n  Summary:     {}\n",
+            alert.latest.rule, alert.latest.summary
+        );
+        if let Some(description) = &alert.latest.description {
             let _ = writeln!(out, "  Description: {description}");
         }
-        let since = chrono::DateTime::from_timestamp(alert.since, 0)
-            .map_or_else(|| alert.since.to_string(), |t| t.to_rfc3339());
+        let since = chrono::DateTime::from_timestamp(alert.latest.since, 0)
+            .map_or_else(|| alert.latest.since.to_string(), |t| t.to_rfc3339());
         let labels: Vec<String> =
             distinguishing(alert, &[]).map(|(l, v)| format!("{l}={v}")).collect();
         let _ = write!(
             out,
             "  Severity:    {}\n  Value:       {}\n  Since:       {since}\n  Labels:      {}\n",
-            alert.severity,
-            format_value(alert.value),
+            alert.latest.severity,
+            format_value(alert.latest.value),
             labels.join(", ")
         );
-        if let Some(runbook) = &alert.runbook {
+        if let Some(runbook) = &alert.latest.runbook {
             let _ = writeln!(out, "  Runbook:     {runbook}");
         }
-        if let Some(fragment) = &alert.console {
+        if let Some(fragment) = &alert.latest.console {
             let _ = writeln!(out, "  Console:     {console}{fragment}");
         }
     }
@@ -376,28 +380,27 @@ pub fn gsm7_truncate(text: &str, limit: usize) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::engine::evaluate::Labels;
+    use crate::engine::evaluate::{AlertChange, Labels};
+    use crate::engine::state::Transition;
     use crate::notify::dispatch::Mark;
 
     fn host(id: &str) -> Alert {
-        let labels: Labels = [("InstanceId", id), ("rule", "HighCpu"), ("severity", "critical")]
-            .iter()
-            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-            .collect();
-        Alert {
-            fingerprint: format!("HighCpu{{InstanceId={id}}}"),
+        let mut labels: Labels = [("InstanceId".to_owned(), id.to_owned())].into();
+        let latest = AlertChange {
             rule: "HighCpu".to_owned(),
             severity: "critical".to_owned(),
-            labels,
+            labels: labels.clone(),
             summary: format!("CPU 97% on {id}"),
             description: Some("Sustained — check the deploy".to_owned()),
             runbook: Some("https://wiki/cpu".to_owned()),
             console: Some("#metricsV2:graph=~();search=cpu".to_owned()),
             value: Some(97.0),
+            transition: Transition::Firing,
             since: 1_800_000_000,
-            firing: true,
-            notified: None,
-        }
+        };
+        labels.insert("rule".to_owned(), "HighCpu".to_owned());
+        labels.insert("severity".to_owned(), "critical".to_owned());
+        Alert { fingerprint: format!("HighCpu{{InstanceId={id}}}"), labels, latest, notified: None }
     }
 
     fn route(text: &str) -> Route {

@@ -135,15 +135,15 @@ pub fn alerts(config: &Path, format: Format) -> anyhow::Result<ExitCode> {
     }
     for status in dispatcher.status(&silences, now * 1000) {
         let alert = &status.alert;
-        let state = if alert.firing { "firing" } else { "resolved" };
+        let state = if alert.firing() { "firing" } else { "resolved" };
         match format {
             Format::Json | Format::Jsonl => {
                 let row = serde_json::json!({
                     "state": state,
-                    "rule": alert.rule,
+                    "rule": alert.latest.rule,
                     "labels": alert.labels,
-                    "summary": alert.summary,
-                    "since": alert.since,
+                    "summary": alert.latest.summary,
+                    "since": alert.latest.since,
                     "suppressed": status.suppressed,
                     "last_notified": alert.notified.map(|n| n.at / 1000),
                     "next_repeat": status.next_repeat.map(|at| at / 1000),
@@ -167,9 +167,9 @@ pub fn alerts(config: &Path, format: Format) -> anyhow::Result<ExitCode> {
                 writeln!(
                     out,
                     "{state:<9} {}: {} (since {}; {notified}{repeat}){quiet}",
-                    alert.rule,
-                    alert.summary,
-                    time(alert.since)
+                    alert.latest.rule,
+                    alert.latest.summary,
+                    time(alert.latest.since)
                 )?;
             }
         }
