@@ -110,12 +110,8 @@ async fn read_stream(
             .send()
             .await
             .map_err(|error| {
-                let error = SourceError::from_sdk("GetLogEvents", &error);
-                if error.code == "ResourceNotFoundException" {
-                    anyhow::anyhow!("log stream {stream:?} of group {group:?} does not exist")
-                } else {
-                    anyhow::anyhow!("{error}")
-                }
+                let missing = || format!("log stream {stream:?} of group {group:?} does not exist");
+                explain(SourceError::from_sdk("GetLogEvents", &error), missing)
             })?;
         for event in page.events() {
             each(ReadEvent {
@@ -132,6 +128,16 @@ async fn read_stream(
     }
 }
 
+/// A CloudWatch Logs error in the auditor's words: `missing` for a group or stream that
+/// does not exist.
+fn explain(error: SourceError, missing: impl FnOnce() -> String) -> anyhow::Error {
+    if error.code == "ResourceNotFoundException" {
+        anyhow::anyhow!(missing())
+    } else {
+        anyhow::anyhow!("{error}")
+    }
+}
+
 /// The streams of `group` that have a manifest.
 async fn manifested_streams(
     client: &aws_sdk_cloudwatchlogs::Client,
@@ -141,12 +147,8 @@ async fn manifested_streams(
     let mut pages = client.describe_log_streams().log_group_name(group).into_paginator().send();
     while let Some(page) = pages.next().await {
         let page = page.map_err(|error| {
-            let error = SourceError::from_sdk("DescribeLogStreams", &error);
-            if error.code == "ResourceNotFoundException" {
-                anyhow::anyhow!("log group {group:?} does not exist")
-            } else {
-                anyhow::anyhow!("{error}")
-            }
+            let missing = || format!("log group {group:?} does not exist");
+            explain(SourceError::from_sdk("DescribeLogStreams", &error), missing)
         })?;
         for stream in page.log_streams() {
             if let Some(name) =
