@@ -12,6 +12,36 @@ use klaxon_aggregator::source::SourceError;
 
 use crate::{Format, LogRange};
 
+/// A spinner on stderr counting events while a command reads them, when stderr is a
+/// terminal (never in piped output); cleared when dropped.
+struct Progress(Option<indicatif::ProgressBar>);
+
+impl Progress {
+    fn new(what: &str) -> Progress {
+        use std::io::IsTerminal;
+        Progress(std::io::stderr().is_terminal().then(|| {
+            let bar = indicatif::ProgressBar::new_spinner();
+            bar.set_message(what.to_owned());
+            bar.enable_steady_tick(std::time::Duration::from_millis(200));
+            bar
+        }))
+    }
+
+    fn tick(&self) {
+        if let Some(bar) = &self.0 {
+            bar.inc(1);
+        }
+    }
+}
+
+impl Drop for Progress {
+    fn drop(&mut self) {
+        if let Some(bar) = &self.0 {
+            bar.finish_and_clear();
+        }
+    }
+}
+
 /// The range's times in milliseconds; `--start`/`--end` name themselves in errors.
 fn times(range: &LogRange) -> anyhow::Result<(Option<i64>, Option<i64>)> {
     let now = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64);
@@ -54,7 +84,13 @@ pub fn query(
         let client = logs_client().await;
         let mut writer =
             EventWriter::new(format, std::io::BufWriter::new(std::io::stdout().lock()))?;
-        run_query(&client, &query, |event| writer.write(&event)).await?;
+        let progress = Progress::new("events");
+        run_query(&client, &query, |event| {
+            progress.tick();
+            writer.write(&event)
+        })
+        .await?;
+        drop(progress);
         writer.flush()?;
         Ok(ExitCode::SUCCESS)
     })
@@ -190,8 +226,13 @@ pub fn verify(range: &LogRange, format: Format) -> anyhow::Result<ExitCode> {
             for finding in unreadable {
                 verifier.unreadable(finding);
             }
-            read_stream(&client, &range.group, &stream, from, to, |event| verifier.push(event))
-                .await?;
+            let progress = Progress::new(&format!("events of {stream} checked"));
+            read_stream(&client, &range.group, &stream, from, to, |event| {
+                progress.tick();
+                verifier.push(event);
+            })
+            .await?;
+            drop(progress);
             let report = verifier.finish(start, end);
             passed &= report.passed();
             match format {
