@@ -15,7 +15,7 @@ use crate::rules::model::{MetricQuery, Rule, RuleSource};
 use crate::source::SourceError;
 use crate::source::logs::{LogCursor, LogSource};
 use crate::source::metrics::{MetricSource, Request};
-use crate::state_file::write_atomically;
+use crate::state_file::{read_json, write_atomically};
 
 /// How far back an absent rule looks for a series' last datapoint.
 const ABSENT_LOOKBACK: Duration = Duration::from_secs(3 * 3600);
@@ -92,11 +92,7 @@ pub struct Evaluator {
 
 /// Reads `state_dir/state.json`; a missing file is an empty state.
 fn read_state(state_path: &Path) -> std::io::Result<StateFile> {
-    match std::fs::read(state_path) {
-        Ok(bytes) => serde_json::from_slice(&bytes).map_err(std::io::Error::other),
-        Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(StateFile::Empty),
-        Err(error) => Err(error),
-    }
+    Ok(read_json(state_path)?.unwrap_or_default())
 }
 
 /// The series saved as pending (condition holding, not yet for `for`): rule, labels, since.

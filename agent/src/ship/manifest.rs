@@ -13,7 +13,7 @@ use super::sink::Destination;
 use crate::manifest_record::{
     CHAIN_START, EventsDigest, FORMAT_VERSION, FileRange, MANIFEST_SUFFIX, ManifestRecord,
 };
-use crate::state_file::write_atomically;
+use crate::state_file::{read_json, write_atomically};
 
 const FILE_NAME: &str = "manifests.json";
 
@@ -26,12 +26,9 @@ struct Chain {
     pending: Vec<ManifestRecord>,
 }
 
-#[derive(Debug, Default, Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize)]
 #[serde(tag = "version")]
 enum StateFile {
-    #[default]
-    #[serde(rename = "0")]
-    Empty,
     #[serde(rename = "1")]
     V1 { chains: Vec<(String, String, Chain)> },
 }
@@ -65,18 +62,11 @@ pub fn manifest_destination(destination: &Destination) -> Destination {
 impl Manifests {
     pub fn load(state_dir: &Path) -> io::Result<Self> {
         let path = state_dir.join(FILE_NAME);
-        let state: StateFile = match std::fs::read(&path) {
-            Ok(bytes) => serde_json::from_slice(&bytes).map_err(|error| {
-                io::Error::new(io::ErrorKind::InvalidData, format!("{}: {error}", path.display()))
-            })?,
-            Err(error) if error.kind() == io::ErrorKind::NotFound => StateFile::Empty,
-            Err(error) => return Err(error),
-        };
-        let chains = match state {
-            StateFile::V1 { chains } => {
+        let chains = match read_json(&path)? {
+            Some(StateFile::V1 { chains }) => {
                 chains.into_iter().map(|(group, stream, chain)| ((group, stream), chain)).collect()
             }
-            StateFile::Empty => BTreeMap::new(),
+            None => BTreeMap::new(),
         };
         Ok(Manifests { path, chains })
     }

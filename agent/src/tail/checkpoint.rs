@@ -3,7 +3,6 @@
 //! of the folder), so a crash at any moment leaves the old or the new file, whole.
 
 use std::collections::BTreeMap;
-use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
 
@@ -11,7 +10,7 @@ use serde::{Deserialize, Serialize};
 
 use super::identity::{FileKey, Fingerprint};
 use super::reader::Position;
-use crate::state_file::write_atomically;
+use crate::state_file::{read_json, write_atomically};
 
 const FILE_NAME: &str = "checkpoints.json";
 
@@ -45,18 +44,9 @@ impl Checkpoints {
     /// Loads the checkpoints in `state_dir`, or none when there are none yet.
     pub fn load(state_dir: &Path) -> io::Result<Self> {
         let path = state_dir.join(FILE_NAME);
-        let entries = match fs::read(&path) {
-            Ok(bytes) => {
-                let StateFile::V1 { files } = serde_json::from_slice(&bytes).map_err(|error| {
-                    io::Error::new(
-                        io::ErrorKind::InvalidData,
-                        format!("{}: {error}", path.display()),
-                    )
-                })?;
-                files.into_iter().map(|c| (c.key, c)).collect()
-            }
-            Err(error) if error.kind() == io::ErrorKind::NotFound => BTreeMap::new(),
-            Err(error) => return Err(error),
+        let entries = match read_json(&path)? {
+            Some(StateFile::V1 { files }) => files.into_iter().map(|c| (c.key, c)).collect(),
+            None => BTreeMap::new(),
         };
         Ok(Checkpoints { path, entries, dirty: false })
     }
@@ -136,7 +126,7 @@ mod tests {
     #[test]
     fn a_corrupt_state_file_is_an_error_naming_it() {
         let dir = tempfile::tempdir().expect("temp dir");
-        fs::write(dir.path().join(FILE_NAME), b"{not json").expect("write");
+        std::fs::write(dir.path().join(FILE_NAME), b"{not json").expect("write");
         let error = Checkpoints::load(dir.path()).expect_err("corrupt");
         assert!(error.to_string().contains("checkpoints.json"), "{error}");
     }

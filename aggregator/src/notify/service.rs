@@ -21,7 +21,7 @@ use super::policy::Policy;
 use super::publish::{PublishError, Publisher};
 use super::silence::{Silences, silences_path};
 use crate::engine::evaluate::AlertChange;
-use crate::state_file::write_atomically;
+use crate::state_file::{read_json, write_atomically};
 
 /// The metric the aggregator puts every cycle; `klaxon watchdog install` alarms on it.
 pub const HEARTBEAT_METRIC: &str = "klaxon_aggregator_heartbeat";
@@ -107,11 +107,7 @@ pub fn notify_state_path(state_dir: &Path) -> PathBuf {
 
 /// Reads the saved dispatcher state; a missing file is a fresh start.
 pub fn load_saved(state_dir: &Path) -> std::io::Result<Saved> {
-    match std::fs::read(notify_state_path(state_dir)) {
-        Ok(bytes) => serde_json::from_slice(&bytes).map_err(std::io::Error::other),
-        Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(Saved::default()),
-        Err(error) => Err(error),
-    }
+    Ok(read_json(&notify_state_path(state_dir))?.unwrap_or_default())
 }
 
 /// Starts both tasks. Messages left in the outbox by a crash are applied to the

@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use super::matcher::Matchers;
 use crate::engine::evaluate::Labels;
 use crate::engine::state::Seconds;
-use crate::state_file::write_atomically;
+use crate::state_file::{read_json, write_atomically};
 
 /// One silence as stored.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -48,12 +48,8 @@ pub fn silences_path(state_dir: &Path) -> PathBuf {
 impl Silences {
     /// Reads the file; a missing file is no silences.
     pub fn load(path: &Path) -> Result<Silences, String> {
-        let file: SilenceFile = match std::fs::read(path) {
-            Ok(bytes) => serde_json::from_slice(&bytes)
-                .map_err(|error| format!("{}: {error}", path.display()))?,
-            Err(error) if error.kind() == std::io::ErrorKind::NotFound => SilenceFile::default(),
-            Err(error) => return Err(format!("{}: {error}", path.display())),
-        };
+        let file: SilenceFile =
+            read_json(path).map_err(|error| error.to_string())?.unwrap_or_default();
         let entries = file
             .silences
             .into_iter()
