@@ -241,9 +241,13 @@ impl Verifier {
         closing.sort_by_key(|(batch, count, digest)| {
             self.exact_record(batch, *count, digest).is_none()
         });
+        if closing.is_empty() {
+            return;
+        }
         for (batch, count, digest) in closing {
             self.judge(batch, count, &digest);
         }
+        // Only judging adds to `recent`, so only then is it pruned.
         let horizon = now_ts - 2 * self.slack;
         self.recent.retain(|(ts, _)| *ts >= horizon);
     }

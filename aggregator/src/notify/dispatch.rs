@@ -342,15 +342,16 @@ impl Dispatcher {
         let mut dirty: Vec<(String, Option<Millis>)> = Vec::new();
         for group in self.groups.values() {
             let route = &self.policy.routes[group.route].config;
+            // Members are in fingerprint order; alerts are cloned only into due reports.
             let (mut new, mut resolved, mut still) = (Vec::new(), Vec::new(), Vec::new());
             for alert in group.members.iter().filter_map(|fp| self.alerts.get(fp)) {
                 let heard_firing = alert.notified.is_some_and(|n| n.firing);
                 let suppressed = self.suppression(alert, silences, &sources, now).is_some();
                 match (alert.firing(), heard_firing, suppressed) {
-                    (true, false, false) => new.push(alert.clone()),
-                    (true, true, false) => still.push(alert.clone()),
+                    (true, false, false) => new.push(alert),
+                    (true, true, false) => still.push(alert),
                     (true, _, true) => {}
-                    (false, true, false) if route.send_resolved => resolved.push(alert.clone()),
+                    (false, true, false) if route.send_resolved => resolved.push(alert),
                     // Resolved and nothing (more) to say about it.
                     (false, _, _) => forgotten.push(alert.fingerprint.clone()),
                 }
@@ -385,14 +386,14 @@ impl Dispatcher {
                     (Some(_), false) => Kind::Update,
                 }
             };
-            new.sort_by(|a, b| a.fingerprint.cmp(&b.fingerprint));
+            let owned = |alerts: Vec<&Alert>| alerts.into_iter().cloned().collect();
             let report = GroupReport {
                 id: group.id.clone(),
                 key: group.key.clone(),
                 kind,
-                new,
-                resolved,
-                still,
+                new: owned(new),
+                resolved: owned(resolved),
+                still: owned(still),
             };
             due.entry(group.route).or_default().push(report);
         }
