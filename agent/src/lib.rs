@@ -6,7 +6,8 @@
 //! - [`tail`]: files to events (framing, rotation, checkpoints). No AWS SDK here.
 //! - [`ship`]: events to CloudWatch Logs (batches, retries, acknowledgements). No files here.
 //! - [`metrics`]: host metrics to CloudWatch (sampling, Values/Counts, spool, heartbeat).
-//! - [`state_file`]: atomic, durable state files (shared with the aggregator).
+//! - [`state_file`]: atomic, durable state files, and reading them back (shared with the
+//!   aggregator).
 //! - [`manifest_record`]: what a log manifest record holds (shared with `klaxon logs verify`).
 //! - [`budget`]: the memory budget between the two; [`stats`]: the agent's counters.
 //! - [`pipeline`]: wires them together and runs until told to stop.
