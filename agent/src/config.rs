@@ -8,7 +8,7 @@ use regex::Regex;
 use serde::{Deserialize, Deserializer};
 use toml::Spanned;
 
-use crate::diagnostic::{Problem, Problems};
+use klaxon_common::diagnostic::{Problem, Problems};
 use crate::metrics::run::MetricsPlan;
 use crate::metrics::sample::SampleOptions;
 

@@ -7,7 +7,7 @@
 use std::time::Instant;
 
 use klaxon_aggregator::audit::verify::{ReadEvent, Verifier};
-use klaxon_aggregator::manifest_record::{
+use klaxon_common::manifest_record::{
     CHAIN_START, EventsDigest, FORMAT_VERSION, FileRange, ManifestRecord,
 };
 

@@ -8,7 +8,7 @@ use std::time::Duration;
 use serde::{Deserialize, Deserializer};
 use toml::Spanned;
 
-use crate::diagnostic::{Problem, Problems};
+use klaxon_common::diagnostic::{Problem, Problems};
 use crate::notify::policy::Policy;
 
 /// The file as written.

@@ -15,7 +15,7 @@ use crate::rules::model::{MetricQuery, Rule, RuleSource};
 use crate::source::SourceError;
 use crate::source::logs::{LogCursor, LogSource};
 use crate::source::metrics::{MetricSource, Request};
-use crate::state_file::{read_json, write_atomically};
+use klaxon_common::state_file::{read_json, write_atomically};
 
 /// How far back an absent rule looks for a series' last datapoint.
 const ABSENT_LOOKBACK: Duration = Duration::from_secs(3 * 3600);

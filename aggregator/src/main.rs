@@ -9,13 +9,13 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use clap::Parser;
 use klaxon_aggregator::config::AggregatorConfig;
 use klaxon_aggregator::daemon::{AlertLog, Evaluator};
-use klaxon_aggregator::logging::init_tracing;
+use klaxon_common::logging::init_tracing;
 use klaxon_aggregator::notify::policy::Policy;
 use klaxon_aggregator::notify::publish::SnsPublisher;
 use klaxon_aggregator::notify::service::HEARTBEAT_METRIC;
 use klaxon_aggregator::rules::check::{load_rules, rule_files};
 use klaxon_aggregator::rules::model::Rule;
-use klaxon_aggregator::service_manager;
+use klaxon_common::service_manager;
 use klaxon_aggregator::source::logs::LogSource;
 use klaxon_aggregator::source::metrics::MetricSource;
 use tokio::signal::unix::{SignalKind, signal};
@@ -62,7 +62,7 @@ fn main() -> ExitCode {
 
 fn load_rule_set(
     config: &AggregatorConfig,
-) -> Result<Vec<Rule>, klaxon_aggregator::diagnostic::Problems> {
+) -> Result<Vec<Rule>, klaxon_common::diagnostic::Problems> {
     rule_files(std::slice::from_ref(&config.rules)).and_then(|files| load_rules(&files))
 }
 

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use super::series::Datum;
-use crate::state_file::write_atomically;
+use klaxon_common::state_file::write_atomically;
 
 /// One spooled flush, versioned like every state file.
 #[derive(Debug, Serialize, Deserialize)]

@@ -10,10 +10,10 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use super::sink::Destination;
-use crate::manifest_record::{
+use klaxon_common::manifest_record::{
     CHAIN_START, EventsDigest, FORMAT_VERSION, FileRange, MANIFEST_SUFFIX, ManifestRecord,
 };
-use crate::state_file::{read_json, write_atomically};
+use klaxon_common::state_file::{read_json, write_atomically};
 
 const FILE_NAME: &str = "manifests.json";
 

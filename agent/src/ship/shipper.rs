@@ -17,7 +17,7 @@ use super::manifest::{BatchSummary, Manifests, manifest_destination};
 use super::retry::Backoff;
 use super::sink::{Destination, LogSink, PutError, Rejected};
 use crate::budget::ByteBudget;
-use crate::manifest_record::{EventsDigest, FileRange};
+use klaxon_common::manifest_record::{EventsDigest, FileRange};
 use crate::stats::AgentStats;
 use crate::tail::checkpoint::{Checkpoint, Checkpoints};
 use crate::tail::identity::FileKey;

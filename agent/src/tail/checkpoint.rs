@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 
 use super::identity::{FileKey, Fingerprint};
 use super::reader::Position;
-use crate::state_file::{read_json, write_atomically};
+use klaxon_common::state_file::{read_json, write_atomically};
 
 const FILE_NAME: &str = "checkpoints.json";
 

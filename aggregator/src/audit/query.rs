@@ -7,7 +7,7 @@ use aws_sdk_cloudwatchlogs::Client;
 use serde::Serialize;
 
 use super::time::format_ms;
-use crate::manifest_record::MANIFEST_SUFFIX;
+use klaxon_common::manifest_record::MANIFEST_SUFFIX;
 use crate::rules::pattern::check_filter_pattern;
 use crate::source::SourceError;
 

@@ -17,7 +17,7 @@ use std::collections::{BTreeMap, HashMap};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
-use crate::manifest_record::{CHAIN_START, EventsDigest, FileRange, ManifestRecord};
+use klaxon_common::manifest_record::{CHAIN_START, EventsDigest, FileRange, ManifestRecord};
 
 /// One event as read back.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -443,7 +443,7 @@ fn excerpt(message: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::manifest_record::FORMAT_VERSION;
+    use klaxon_common::manifest_record::FORMAT_VERSION;
 
     /// Three batches of four events, sealed into a chain, and the events as read back
     /// (batch i ingested at 1000 + i, events a second apart).

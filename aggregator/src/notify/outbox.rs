@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use super::dispatch::Notification;
 use super::message::Envelope;
-use crate::state_file::write_atomically;
+use klaxon_common::state_file::write_atomically;
 
 /// One message waiting for SNS: what to publish, and what it notified (re-applied to the
 /// dispatcher after a crash, so the same notification is not decided twice).

@@ -21,7 +21,7 @@ use super::policy::Policy;
 use super::publish::{PublishError, Publisher};
 use super::silence::{Silences, silences_path};
 use crate::engine::evaluate::AlertChange;
-use crate::state_file::{read_json, write_atomically};
+use klaxon_common::state_file::{read_json, write_atomically};
 
 /// The metric the aggregator puts every cycle; `klaxon watchdog install` alarms on it.
 pub const HEARTBEAT_METRIC: &str = "klaxon_aggregator_heartbeat";

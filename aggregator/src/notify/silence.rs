@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use super::matcher::Matchers;
 use crate::engine::evaluate::Labels;
 use crate::engine::state::Seconds;
-use crate::state_file::{read_json, write_atomically};
+use klaxon_common::state_file::{read_json, write_atomically};
 
 /// One silence as stored.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -14,7 +14,7 @@ use super::model::{
 use super::pattern::check_filter_pattern;
 use super::statistic::check_statistic;
 use super::template::placeholders;
-use crate::diagnostic::{Problem, Problems};
+use klaxon_common::diagnostic::{Problem, Problems};
 use crate::engine::state::Flap;
 
 /// Flap detection's defaults: more than 6 firing/resolved changes in an hour.

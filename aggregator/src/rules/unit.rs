@@ -126,7 +126,7 @@ pub fn test_files(paths: &[PathBuf]) -> Vec<PathBuf> {
 pub fn run_file(file: &Path, report: &mut Report) -> Result<(), String> {
     let text = std::fs::read_to_string(file).map_err(|e| format!("{}: {e}", file.display()))?;
     let parsed: TestFile = toml::from_str(&text).map_err(|e| {
-        let problem = crate::diagnostic::Problem::from_toml(file, &text, &e);
+        let problem = klaxon_common::diagnostic::Problem::from_toml(file, &text, &e);
         problem.to_string()
     })?;
     let folder = file.parent().unwrap_or(Path::new("."));

@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 use tracing::warn;
 
 use super::SourceError;
-use crate::manifest_record::MANIFEST_SUFFIX;
+use klaxon_common::manifest_record::MANIFEST_SUFFIX;
 
 /// Events are read up to this long before now, for those still being ingested.
 pub const SETTLE: Duration = Duration::from_secs(5);

@@ -1,6 +1,6 @@
 //! One manifest record: what the agent shipped in one acknowledged batch of a log
 //! stream, chained to the record before it by hash. The agent writes these to
-//! `<stream>.klaxon-manifest`; `klaxon logs verify` reads them back. Compiled into both.
+//! `<stream>.klaxon-manifest`; `klaxon logs verify` reads them back.
 
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};

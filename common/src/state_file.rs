@@ -1,6 +1,5 @@
 //! State files: written so that a crash at any moment leaves the old or the new content,
 //! whole (a temporary file, fsync, rename, fsync of the folder), and read back as JSON.
-//! The aggregator compiles this file too.
 
 use std::fs::{self, File};
 use std::io::{self, Write};

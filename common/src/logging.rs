@@ -1,6 +1,6 @@
 //! How both daemons log: tracing to stderr (journald adds the time), the level from
 //! `--log-level` or `RUST_LOG` (default info), colour only on a terminal and never with
-//! `NO_COLOR`. The aggregator compiles this file too.
+//! `NO_COLOR`.
 
 use std::io::IsTerminal;
 

@@ -1,7 +1,7 @@
 //! Talks to systemd when it runs a daemon as `Type=notify`: READY once serving, STOPPING
 //! on the way out, and WATCHDOG pings at half the unit's `WatchdogSec`, from the async
 //! runtime, so a wedged runtime gets the daemon restarted. Outside systemd (no
-//! `NOTIFY_SOCKET`) every call does nothing. Shared by both daemons.
+//! `NOTIFY_SOCKET`) every call does nothing.
 
 use std::time::Duration;
 
