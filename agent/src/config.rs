@@ -8,9 +8,9 @@ use regex::Regex;
 use serde::{Deserialize, Deserializer};
 use toml::Spanned;
 
-use klaxon_common::diagnostic::{Problem, Problems};
 use crate::metrics::run::MetricsPlan;
 use crate::metrics::sample::SampleOptions;
+use klaxon_common::diagnostic::{Problem, Problems};
 
 /// Where checkpoints live when the file does not say (systemd's StateDirectory).
 const DEFAULT_STATE_DIR: &str = "/var/lib/klaxon-agent";

@@ -11,7 +11,6 @@ use clap::Parser;
 use klaxon_agent::config::ALL_MEASUREMENTS;
 use klaxon_agent::config::ValidConfig;
 use klaxon_agent::instance::{Imds, hostname, resolve_host};
-use klaxon_common::logging::init_tracing;
 use klaxon_agent::metrics::cost::{
     MonthlyCost, PRICE_PER_METRIC_MONTH, PRICE_PER_THOUSAND_REQUESTS, biggest, count_series,
     reference_agent_series,
@@ -19,10 +18,11 @@ use klaxon_agent::metrics::cost::{
 use klaxon_agent::metrics::run::{MetricsLoop, MetricsPlan};
 use klaxon_agent::metrics::sink::CloudWatchMetrics;
 use klaxon_agent::pipeline::{HostNames, run_logs};
-use klaxon_common::service_manager;
 use klaxon_agent::ship::sink::CloudWatchLogs;
 use klaxon_agent::stats::AgentStats;
 use klaxon_agent::status::print_status;
+use klaxon_common::logging::init_tracing;
+use klaxon_common::service_manager;
 use tokio::signal::unix::{SignalKind, signal};
 use tracing::{error, info};
 

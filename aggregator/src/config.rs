@@ -8,8 +8,8 @@ use std::time::Duration;
 use serde::{Deserialize, Deserializer};
 use toml::Spanned;
 
-use klaxon_common::diagnostic::{Problem, Problems};
 use crate::notify::policy::Policy;
+use klaxon_common::diagnostic::{Problem, Problems};
 
 /// The file as written.
 #[derive(Debug, Deserialize)]

@@ -9,15 +9,15 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use clap::Parser;
 use klaxon_aggregator::config::AggregatorConfig;
 use klaxon_aggregator::daemon::{AlertLog, Evaluator};
-use klaxon_common::logging::init_tracing;
 use klaxon_aggregator::notify::policy::Policy;
 use klaxon_aggregator::notify::publish::SnsPublisher;
 use klaxon_aggregator::notify::service::HEARTBEAT_METRIC;
 use klaxon_aggregator::rules::check::{load_rules, rule_files};
 use klaxon_aggregator::rules::model::Rule;
-use klaxon_common::service_manager;
 use klaxon_aggregator::source::logs::LogSource;
 use klaxon_aggregator::source::metrics::MetricSource;
+use klaxon_common::logging::init_tracing;
+use klaxon_common::service_manager;
 use tokio::signal::unix::{SignalKind, signal};
 use tracing::{error, info, warn};
 

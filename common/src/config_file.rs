@@ -32,7 +32,10 @@ pub fn read_text(file: &Path) -> Result<String, Problem> {
         return Err(refuse(format!("larger than {MAX_CONFIG_BYTES} bytes")));
     }
     String::from_utf8(bytes).map_err(|error| {
-        refuse(format!("not UTF-8 text (invalid byte at offset {})", error.utf8_error().valid_up_to()))
+        refuse(format!(
+            "not UTF-8 text (invalid byte at offset {})",
+            error.utf8_error().valid_up_to()
+        ))
     })
 }
 

@@ -17,12 +17,12 @@ use super::manifest::{BatchSummary, Manifests, manifest_destination};
 use super::retry::Backoff;
 use super::sink::{Destination, LogSink, PutError, Rejected};
 use crate::budget::ByteBudget;
-use klaxon_common::manifest_record::{EventsDigest, FileRange};
 use crate::stats::AgentStats;
 use crate::tail::checkpoint::{Checkpoint, Checkpoints};
 use crate::tail::identity::FileKey;
 use crate::tail::reader::{Position, TailEvent};
 use crate::tail::server::FileRef;
+use klaxon_common::manifest_record::{EventsDigest, FileRange};
 
 /// How long the first event of a batch waits for others before the batch is sent.
 pub const BATCH_WAIT: Duration = Duration::from_secs(1);

@@ -7,9 +7,9 @@ use aws_sdk_cloudwatchlogs::Client;
 use serde::Serialize;
 
 use super::time::format_ms;
-use klaxon_common::manifest_record::MANIFEST_SUFFIX;
 use crate::rules::pattern::check_filter_pattern;
 use crate::source::SourceError;
+use klaxon_common::manifest_record::MANIFEST_SUFFIX;
 
 /// What to read.
 #[derive(Debug, Clone, Default)]

@@ -14,8 +14,8 @@ use super::model::{
 use super::pattern::check_filter_pattern;
 use super::statistic::check_statistic;
 use super::template::placeholders;
-use klaxon_common::diagnostic::{Problem, Problems};
 use crate::engine::state::Flap;
+use klaxon_common::diagnostic::{Problem, Problems};
 
 /// Flap detection's defaults: more than 6 firing/resolved changes in an hour.
 const DEFAULT_FLAP_CHANGES: u32 = 6;

@@ -7,8 +7,8 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use klaxon_aggregator::audit::query::{EventFormat, EventWriter, Query, run_query};
 use klaxon_aggregator::audit::time::{format_ms, parse_time};
 use klaxon_aggregator::audit::verify::{Finding, ReadEvent, StreamReport, Verifier};
-use klaxon_common::manifest_record::{MANIFEST_SUFFIX, ManifestRecord};
 use klaxon_aggregator::source::SourceError;
+use klaxon_common::manifest_record::{MANIFEST_SUFFIX, ManifestRecord};
 
 use crate::{Format, LogRange};
 
