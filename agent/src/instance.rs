@@ -22,12 +22,9 @@ pub enum Imds {
 }
 
 impl Imds {
-    /// From the value of `AWS_EC2_METADATA_DISABLED` (true, case-insensitive, disables).
-    pub fn from_disabled_variable(value: Option<&str>) -> Self {
-        match value {
-            Some(value) if value.trim().eq_ignore_ascii_case("true") => Imds::Disabled,
-            _ => Imds::Ask,
-        }
+    /// As the environment's `AWS_EC2_METADATA_DISABLED` says.
+    pub fn from_environment() -> Self {
+        if klaxon_common::aws::imds_disabled() { Imds::Disabled } else { Imds::Ask }
     }
 }
 
@@ -112,13 +109,6 @@ pub fn hostname() -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn only_true_disables_imds() {
-        assert_eq!(Imds::from_disabled_variable(Some("TRUE")), Imds::Disabled);
-        assert_eq!(Imds::from_disabled_variable(Some("false")), Imds::Ask);
-        assert_eq!(Imds::from_disabled_variable(None), Imds::Ask);
-    }
 
     #[tokio::test]
     async fn the_override_wins_and_disabled_imds_falls_back_to_the_hostname_at_once() {

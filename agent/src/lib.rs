@@ -10,13 +10,20 @@
 //! - [`pipeline`]: wires them together and runs until told to stop.
 //! - State files, diagnostics, logging, systemd and the manifest record format are in
 //!   `klaxon-common`, shared with the aggregator.
-//! - [`instance`]: the instance id (override, IMDSv2, hostname); [`status`]: `--status`.
+//! - [`instance`]: the instance id (override, IMDSv2, hostname).
+//! - [`cli`]: the command line; [`service`]: the daemon (signals, reload, systemd);
+//!   [`commands`]: `--check` and `--cost`; [`status`]: `--status`.
+//! - [`destination`]: a log stream in a group, which the tail server routes to.
 
 pub mod budget;
+pub mod cli;
+pub mod commands;
 pub mod config;
+pub mod destination;
 pub mod instance;
 pub mod metrics;
 pub mod pipeline;
+pub mod service;
 pub mod ship;
 pub mod stats;
 pub mod status;

@@ -7,7 +7,7 @@ use std::fmt;
 use std::time::Duration;
 
 use super::run::{HEARTBEAT, MetricsPlan};
-use super::sample::HostSampler;
+use super::sample::{HostSampler, UnsupportedHost};
 use super::series::FlushWindow;
 use super::sink::MAX_DATUMS_PER_CALL;
 
@@ -22,7 +22,7 @@ const SECONDS_PER_MONTH: f64 = 30.0 * 24.0 * 3600.0;
 pub fn count_series(
     plan: &MetricsPlan,
     host: &[(String, String)],
-) -> Result<BTreeMap<String, usize>, String> {
+) -> Result<BTreeMap<String, usize>, UnsupportedHost> {
     let mut sampler = HostSampler::new(plan.options.clone())?;
     std::thread::sleep(Duration::from_millis(100));
     let mut samples = sampler.sample();

@@ -9,12 +9,12 @@ use std::time::{Duration, SystemTime};
 use tokio::time::{Instant, MissedTickBehavior, interval_at};
 use tracing::{debug, warn};
 
-use super::sample::{HostSampler, SampleOptions, Unit};
+use super::sample::{HostSampler, SampleOptions, Unit, UnsupportedHost};
 use super::series::{Datum, FlushWindow, SeriesKey};
 use super::sink::MetricSink;
 use super::spool::Spool;
 use crate::stats::AgentStats;
-use crate::tail::timestamp::unix_ms;
+use klaxon_common::clock::unix_ms;
 
 /// The heartbeat: 1 with every flush, 0 once on a clean stop.
 pub const HEARTBEAT: &str = "klaxon_heartbeat";
@@ -54,7 +54,7 @@ impl<S: MetricSink> MetricsLoop<S> {
         sink: S,
         state_dir: &std::path::Path,
         stats: Arc<AgentStats>,
-    ) -> Result<Self, String> {
+    ) -> Result<Self, UnsupportedHost> {
         let sampler = HostSampler::new(plan.options.clone())?;
         Ok(MetricsLoop {
             plan,

@@ -54,6 +54,11 @@ struct CpuTimes {
     total: u64,
 }
 
+/// This system cannot be sampled (sysinfo does not support it).
+#[derive(Debug, thiserror::Error)]
+#[error("cannot sample this host: {0}")]
+pub struct UnsupportedHost(sysinfo::Error);
+
 /// Keeps what rates and percentages need between samples.
 pub struct HostSampler {
     options: SampleOptions,
@@ -68,8 +73,8 @@ pub struct HostSampler {
 
 impl HostSampler {
     /// A sampler, or why this system cannot be sampled.
-    pub fn new(options: SampleOptions) -> Result<Self, String> {
-        let unsupported = |error: sysinfo::Error| format!("cannot sample this host: {error}");
+    pub fn new(options: SampleOptions) -> Result<Self, UnsupportedHost> {
+        let unsupported = UnsupportedHost;
         Ok(HostSampler {
             options,
             system: System::new().map_err(unsupported)?,

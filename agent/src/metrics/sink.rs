@@ -12,13 +12,18 @@ use super::series::Datum;
 /// PutMetricData's limit on datums in one call.
 pub const MAX_DATUMS_PER_CALL: usize = 1000;
 
+/// PutMetricData failed.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct PutMetricsFailed(pub String);
+
 /// Sends datums to a namespace; an error means nothing of this call was stored.
 pub trait MetricSink: Send + Sync + 'static {
     fn put(
         &self,
         namespace: &str,
         datums: &[Datum],
-    ) -> impl Future<Output = Result<(), String>> + Send;
+    ) -> impl Future<Output = Result<(), PutMetricsFailed>> + Send;
 }
 
 /// CloudWatch metrics through the AWS SDK.
@@ -34,7 +39,7 @@ impl CloudWatchMetrics {
 }
 
 impl MetricSink for CloudWatchMetrics {
-    async fn put(&self, namespace: &str, datums: &[Datum]) -> Result<(), String> {
+    async fn put(&self, namespace: &str, datums: &[Datum]) -> Result<(), PutMetricsFailed> {
         for chunk in datums.chunks(MAX_DATUMS_PER_CALL) {
             let data = chunk.iter().map(to_sdk).collect();
             self.client
@@ -44,7 +49,9 @@ impl MetricSink for CloudWatchMetrics {
                 .send()
                 .await
                 .map_err(|error| {
-                    aws_sdk_cloudwatch::error::DisplayErrorContext(error).to_string()
+                    PutMetricsFailed(
+                        aws_sdk_cloudwatch::error::DisplayErrorContext(error).to_string(),
+                    )
                 })?;
         }
         Ok(())

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use super::sink::Destination;
+use crate::destination::Destination;
 use klaxon_common::manifest_record::{
     CHAIN_START, EventsDigest, FORMAT_VERSION, FileRange, MANIFEST_SUFFIX, ManifestRecord,
 };

@@ -4,6 +4,8 @@
 
 pub mod batch;
 pub mod manifest;
-pub mod retry;
 pub mod shipper;
 pub mod sink;
+
+#[cfg(test)]
+pub mod fake;

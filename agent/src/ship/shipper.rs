@@ -14,14 +14,17 @@ use tracing::{error, warn};
 
 use super::batch::{Batch, EVENT_OVERHEAD_BYTES, MAX_BATCH_BYTES, MAX_BATCH_EVENTS, OutEvent};
 use super::manifest::{BatchSummary, Manifests, manifest_destination};
-use super::retry::Backoff;
-use super::sink::{Destination, LogSink, PutError, Rejected};
+use super::sink::{LogSink, PutError, Rejected};
 use crate::budget::ByteBudget;
+use crate::destination::Destination;
 use crate::stats::AgentStats;
 use crate::tail::checkpoint::{Checkpoint, Checkpoints};
 use crate::tail::identity::FileKey;
-use crate::tail::reader::{Position, TailEvent};
-use crate::tail::server::FileRef;
+use crate::tail::outlet::{FileRef, ShipItem, event_bytes};
+use crate::tail::reader::Position;
+use klaxon_common::aws_error::Action;
+use klaxon_common::backoff::Backoff;
+use klaxon_common::clock::unix_ms;
 use klaxon_common::manifest_record::{EventsDigest, FileRange};
 
 /// How long the first event of a batch waits for others before the batch is sent.
@@ -30,39 +33,10 @@ pub const BATCH_WAIT: Duration = Duration::from_secs(1);
 /// how many go in one call at most: one PutLogEvents per stream every 10 s at most.
 const MANIFEST_WAIT: Duration = Duration::from_secs(10);
 const MANIFEST_BATCH: usize = 500;
-
-/// What the reader hands a shipper.
-#[derive(Debug)]
-pub enum ShipItem {
-    /// Events read from one file, in file order.
-    Events { file: Arc<FileRef>, events: Vec<TailEvent> },
-    /// A message of the agent's own, such as a gap marker.
-    Notice { text: String },
-    /// The file is gone and read to its end: forget its checkpoint once everything
-    /// before this is acknowledged.
-    Done { key: FileKey },
-}
-
-impl ShipItem {
-    /// The budget bytes this item holds until acknowledged.
-    pub fn reserved_bytes(&self) -> u64 {
-        match self {
-            ShipItem::Events { events, .. } => events.iter().map(|e| event_bytes(&e.message)).sum(),
-            ShipItem::Notice { text } => event_bytes(text),
-            ShipItem::Done { .. } => 0,
-        }
-    }
-}
-
-/// What an event held in memory costs besides its text: the event and string headers,
-/// allocator rounding, and its copy in the request being sent (measured: about 100 bytes
-/// for 150-byte lines).
-const EVENT_MEMORY_OVERHEAD_BYTES: u64 = 96;
-
-/// The budget bytes an event holds while it waits for its acknowledgement.
-fn event_bytes(message: &str) -> u64 {
-    message.len() as u64 + EVENT_MEMORY_OVERHEAD_BYTES
-}
+/// The first wait before a failed PutLogEvents is sent again, and the longest: after an
+/// outage, shipping resumes within `RETRY_MAX_DELAY`.
+const RETRY_BASE_DELAY: Duration = Duration::from_millis(200);
+const RETRY_MAX_DELAY: Duration = Duration::from_secs(10);
 
 /// One queued entry, in the order it was read.
 #[derive(Debug)]
@@ -167,7 +141,7 @@ async fn ship_manifests<S: LogSink>(
             .cloned()
             .collect();
         let last = records.last().map(|r| r.seq)?;
-        let timestamp_ms = crate::tail::timestamp::unix_ms(std::time::SystemTime::now());
+        let timestamp_ms = unix_ms(std::time::SystemTime::now());
         let events: Vec<OutEvent> = records
             .iter()
             .map(|record| OutEvent {
@@ -195,18 +169,21 @@ async fn put_until_answered<S: LogSink>(
     events: &[OutEvent],
     sink: &S,
     context: &ShipperContext,
-) -> Result<Rejected, String> {
-    let mut backoff = Backoff::default();
+) -> Result<Rejected, PutError> {
+    let mut backoff = Backoff::new(RETRY_BASE_DELAY, RETRY_MAX_DELAY);
     loop {
         match sink.put(destination, events).await {
             Ok(rejected) => return Ok(rejected),
-            Err(PutError::Retriable(error)) => {
+            Err(PutError::Later { action, message }) => {
                 context.stats.retries.add(1);
-                let delay = backoff.next_delay();
-                warn!(message = "PutLogEvents failed; retrying.", group = %destination.group, stream = %destination.stream, %error, delay = ?delay);
+                let delay = match action {
+                    Action::BackOff => backoff.next_throttled_delay(),
+                    _ => backoff.next_delay(),
+                };
+                warn!(message = "PutLogEvents failed; retrying.", group = %destination.group, stream = %destination.stream, ?action, error = %message, delay = ?delay);
                 tokio::time::sleep(delay).await;
             }
-            Err(PutError::Refused(error)) => return Err(error),
+            Err(refused @ PutError::Refused(_)) => return Err(refused),
         }
     }
 }
@@ -227,7 +204,7 @@ fn enqueue(queue: &mut VecDeque<Queued>, item: ShipItem) -> usize {
         }
         ShipItem::Notice { text } => {
             let reserved = event_bytes(&text);
-            let timestamp_ms = crate::tail::timestamp::unix_ms(std::time::SystemTime::now());
+            let timestamp_ms = unix_ms(std::time::SystemTime::now());
             let event = OutEvent { timestamp_ms, message: text };
             let bytes = event.size();
             queue.push_back(Queued::Event { event, source: None, reserved });
@@ -374,7 +351,7 @@ fn file_ranges(sources: &Sources, checkpoints: &Checkpoints) -> Vec<FileRange> {
 
 /// A notice goes first in the next batch.
 fn queue_notice(queue: &mut VecDeque<Queued>, text: String) {
-    let timestamp_ms = crate::tail::timestamp::unix_ms(std::time::SystemTime::now());
+    let timestamp_ms = unix_ms(std::time::SystemTime::now());
     let event = OutEvent { timestamp_ms, message: text };
     queue.push_front(Queued::Event { event, source: None, reserved: 0 });
 }

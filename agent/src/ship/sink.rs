@@ -6,19 +6,11 @@ use std::future::Future;
 use aws_sdk_cloudwatchlogs::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_cloudwatchlogs::operation::put_log_events::PutLogEventsError;
 use aws_sdk_cloudwatchlogs::types::InputLogEvent;
+use klaxon_common::aws_error::{Action, action_for};
 use tracing::{info, warn};
 
 use super::batch::OutEvent;
-use super::retry::is_retriable;
-
-/// A log stream in a group.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct Destination {
-    pub group: String,
-    pub stream: String,
-    /// Set when the agent creates the group.
-    pub retention_days: Option<u32>,
-}
+use crate::destination::Destination;
 
 /// Events CloudWatch Logs accepted the batch without (indexes into the sent batch).
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -53,9 +45,10 @@ impl Rejected {
 /// Why a batch was not accepted.
 #[derive(Debug, thiserror::Error)]
 pub enum PutError {
-    /// Throttling, a server error, a network error: try again later.
-    #[error("{0}")]
-    Retriable(String),
+    /// Throttling, a server or network error, expired credentials, a missing permission:
+    /// the batch waits and is sent again; `action` says how long to wait.
+    #[error("{message}")]
+    Later { action: Action, message: String },
     /// The request itself was refused and never will be accepted.
     #[error("{0}")]
     Refused(String),
@@ -170,20 +163,27 @@ fn input_events(events: &[OutEvent]) -> Result<Vec<InputLogEvent>, PutError> {
         .collect()
 }
 
-/// Sorts an SDK error into retriable or refused.
+/// Sorts an SDK error by what to do about it (`klaxon_common::aws_error`'s table).
 fn classify<E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static>(
     error: SdkError<E>,
 ) -> PutError {
     let status = error.raw_response().map(|response| response.status().as_u16());
-    let text = format!("{}", aws_sdk_cloudwatchlogs::error::DisplayErrorContext(&error));
-    match &error {
-        SdkError::ServiceError(service) if !is_retriable(service.err().code(), status) => {
-            warn!(message = "CloudWatch Logs refused a request.", error = %text);
-            PutError::Refused(text)
-        }
-        SdkError::ConstructionFailure(_) => PutError::Refused(text),
-        _ => PutError::Retriable(text),
+    let message = format!("{}", aws_sdk_cloudwatchlogs::error::DisplayErrorContext(&error));
+    let action = match &error {
+        SdkError::ServiceError(service) => action_for(service.err().code(), status),
+        SdkError::ConstructionFailure(_) => Action::GiveUp,
+        _ => Action::Retry,
+    };
+    put_error(action, message)
+}
+
+/// The error for a failure the table sorted as `action`.
+pub fn put_error(action: Action, message: String) -> PutError {
+    if action.may_succeed_later() {
+        return PutError::Later { action, message };
     }
+    warn!(message = "CloudWatch Logs refused a request.", error = %message);
+    PutError::Refused(message)
 }
 
 #[cfg(test)]

@@ -55,7 +55,12 @@ impl Fingerprint {
     pub fn matches(&self, file: &File) -> io::Result<bool> {
         let mut head = [0u8; FINGERPRINT_BYTES];
         let len = read_head(file, &mut head[..self.len as usize])?;
-        Ok(len == self.len as usize && Fingerprint::of(&head[..len]) == *self)
+        Ok(self.is_of(&head[..len]))
+    }
+
+    /// Whether `head`, a file's first bytes, are the bytes this fingerprint was taken of.
+    pub fn is_of(&self, head: &[u8]) -> bool {
+        head.len() == self.len as usize && Fingerprint::of(head) == *self
     }
 
     /// Whether the fingerprint could still grow (the file was shorter than the window).

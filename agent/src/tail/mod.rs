@@ -3,7 +3,9 @@
 
 pub mod checkpoint;
 pub mod identity;
+pub mod outlet;
 pub mod reader;
 pub mod server;
+pub mod siblings;
 pub mod split;
 pub mod timestamp;

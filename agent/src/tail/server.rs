@@ -6,24 +6,25 @@
 //! files, no per-file task or lock, and a simple cap on open files. inotify (notify)
 //! wakes it within milliseconds; a slow poll is the safety net when events are lost.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fs::{self, File};
 use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use tracing::{debug, info, warn};
 
 use super::checkpoint::{Checkpoint, Checkpoints};
 use super::identity::{FileKey, Fingerprint};
+use super::outlet::{FileRef, Outlet, ShipItem, Stopping};
 use super::reader::{Framing, LineReader, Position, TailEvent};
+use super::siblings::{self, Match};
 use super::timestamp::EventClock;
 use crate::config::{StartAt, ValidLogSource};
-use crate::ship::shipper::ShipItem;
-use crate::ship::sink::Destination;
+use crate::destination::Destination;
 use crate::stats::AgentStats;
 use crate::warn_limit::WarnLimiter;
 
@@ -38,23 +39,6 @@ const ORPHAN_GRACE: Duration = Duration::from_secs(2);
 /// the memory budget, so one file's events never hold all of it).
 const READ_BUDGET_BYTES: usize = 1024 * 1024;
 
-/// A file as its events name it: what a checkpoint needs.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct FileRef {
-    pub key: FileKey,
-    pub fingerprint: Fingerprint,
-    pub path: PathBuf,
-}
-
-/// The agent is stopping; nothing more is handed on.
-#[derive(Debug)]
-pub struct Stopping;
-
-/// Where the server hands items: blocks while the memory budget is spent.
-pub trait Outlet {
-    fn deliver(&mut self, destination: &Arc<Destination>, item: ShipItem) -> Result<(), Stopping>;
-}
-
 /// What the server needs besides its outlet.
 pub struct ServerSettings {
     pub sources: Vec<ValidLogSource>,
@@ -63,6 +47,8 @@ pub struct ServerSettings {
     pub max_open_files: usize,
     /// The memory budget of the pipeline, in bytes.
     pub max_buffer_bytes: u64,
+    /// Where compressed rotated files are decompressed (into unlinked files) to be read.
+    pub scratch_dir: PathBuf,
 }
 
 /// A file being followed.
@@ -74,6 +60,9 @@ struct Tracked {
     clock: EventClock,
     /// When the file stopped being at a path the globs match.
     orphaned_since: Option<Instant>,
+    /// Its modification time when first followed: of two rotated files of one stream, the
+    /// older is read to its end first.
+    order: SystemTime,
     /// Size at the last stat, and when it last grew.
     last_size: u64,
     last_growth: Instant,
@@ -246,8 +235,11 @@ impl<O: Outlet> FileServer<O> {
             return;
         };
         let key = FileKey::of(&metadata);
-        let source = &self.settings.sources[source_index];
         let resumed = self.resume_position(key, &handle);
+        if resumed.is_none() {
+            self.resume_from_copy(source_index, key, path, now);
+        }
+        let source = &self.settings.sources[source_index];
         let start = resumed.unwrap_or(match (self.first_scan, source.start_at) {
             (true, StartAt::End) => Position::at(metadata.len()),
             _ => Position::at(0),
@@ -255,10 +247,104 @@ impl<O: Outlet> FileServer<O> {
         info!(message = "Following a file.", path = %path.display(), offset = start.offset, resumed = resumed.is_some());
         let file = FileRef { key, fingerprint, path: path.to_owned() };
         let at_cap = self.open_count() >= self.settings.max_open_files;
-        self.track(source_index, file, handle, start, now, metadata.len());
+        self.track(source_index, file, handle, start, now, path);
         if at_cap && let Some(tracked) = self.files.get_mut(&key) {
             // Within max_open_files: it is opened again when its turn comes.
             tracked.handle = None;
+        }
+    }
+
+    /// A checkpointed file whose first bytes changed while the agent did not watch it was
+    /// copied and truncated (copytruncate): its copy, found among the siblings by those
+    /// first bytes, is drained from the checkpoint under its own identity, and the file
+    /// itself starts anew.
+    fn resume_from_copy(&mut self, source_index: usize, key: FileKey, path: &Path, now: Instant) {
+        let Some(checkpoint) =
+            self.checkpoints.lock().unwrap_or_else(PoisonError::into_inner).get(&key).cloned()
+        else {
+            return;
+        };
+        let scratch = &self.settings.scratch_dir;
+        let Some(copy) = siblings::find(path, key, checkpoint.fingerprint, Match::Copied, scratch)
+        else {
+            return;
+        };
+        let Ok(metadata) = copy.handle.metadata() else { return };
+        let copy_key = FileKey::of(&metadata);
+        let known = self
+            .checkpoints
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(&copy_key)
+            .is_some();
+        if known || self.files.contains_key(&copy_key) {
+            return;
+        }
+        info!(message = "Found the earlier content of a checkpointed file among its siblings; draining it.", path = %path.display(), copy = %copy.path.display(), from = checkpoint.position.offset);
+        self.checkpoints.lock().unwrap_or_else(PoisonError::into_inner).forget(&key);
+        let file = FileRef { key: copy_key, fingerprint: checkpoint.fingerprint, path: copy.path };
+        self.track_rotated(source_index, file, copy.handle, checkpoint.position, now, path);
+    }
+
+    /// Follows a rotated-away file found at start-up, from `start`, and then the rotated
+    /// siblings newer than it that the agent never saw (created and rotated away while it
+    /// was stopped), from their start: oldest first, before the file at `named`.
+    fn track_rotated(
+        &mut self,
+        source_index: usize,
+        file: FileRef,
+        handle: File,
+        start: Position,
+        now: Instant,
+        named: &Path,
+    ) {
+        let key = file.key;
+        self.track(source_index, file, handle, start, now, named);
+        let Some(tracked) = self.files.get_mut(&key) else { return };
+        tracked.orphaned_since = Some(now);
+        let since = tracked.order;
+        for path in siblings::siblings(named) {
+            self.adopt_unseen(source_index, &path, since, now, named);
+        }
+    }
+
+    /// Follows `path` from its start when it was modified after `since` and is no file
+    /// the agent knows (by identity, or by first bytes for a compressed one).
+    fn adopt_unseen(
+        &mut self,
+        source_index: usize,
+        path: &Path,
+        since: SystemTime,
+        now: Instant,
+        named: &Path,
+    ) {
+        let newer = fs::metadata(path).and_then(|m| m.modified()).is_ok_and(|m| m > since);
+        let known_path = self.files.values().any(|t| t.file.path == path);
+        if !newer || known_path {
+            return;
+        }
+        let Ok(handle) = siblings::open(path, &self.settings.scratch_dir) else { return };
+        let (Ok(metadata), Ok(fingerprint)) = (handle.metadata(), Fingerprint::read(&handle))
+        else {
+            return;
+        };
+        let key = FileKey::of(&metadata);
+        let known =
+            self.files.values().any(|t| t.file.key == key || t.file.fingerprint == fingerprint)
+                || self
+                    .checkpoints
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .iter()
+                    .any(|c| c.key == key || c.fingerprint == fingerprint);
+        if known || fingerprint.len == 0 {
+            return;
+        }
+        info!(message = "Found a file rotated away while the agent was stopped; shipping it.", path = %path.display());
+        let file = FileRef { key, fingerprint, path: path.to_owned() };
+        self.track(source_index, file, handle, Position::at(0), now, named);
+        if let Some(tracked) = self.files.get_mut(&key) {
+            tracked.orphaned_since = Some(now);
         }
     }
 
@@ -269,6 +355,8 @@ impl<O: Outlet> FileServer<O> {
         checkpoint.fingerprint.matches(handle).ok()?.then_some(checkpoint.position)
     }
 
+    /// Follows `file` from `start`, shipping to the stream named after `named` (the path
+    /// the globs matched: a rotated file keeps the stream of the file it was).
     fn track(
         &mut self,
         source_index: usize,
@@ -276,9 +364,16 @@ impl<O: Outlet> FileServer<O> {
         handle: File,
         start: Position,
         now: Instant,
-        size: u64,
+        named: &Path,
     ) {
-        let destination = self.destination(source_index, &file.path);
+        let size = handle.metadata().map_or(0, |m| m.len());
+        let modified = |m: fs::Metadata| m.modified().ok();
+        let order = fs::metadata(&file.path)
+            .ok()
+            .and_then(modified)
+            .or_else(|| handle.metadata().ok().and_then(modified))
+            .unwrap_or(SystemTime::UNIX_EPOCH);
+        let destination = self.destination(source_index, named);
         let source = &self.settings.sources[source_index];
         self.checkpoints.lock().unwrap_or_else(PoisonError::into_inner).register(Checkpoint {
             key: file.key,
@@ -293,6 +388,7 @@ impl<O: Outlet> FileServer<O> {
             reader: LineReader::new(self.framings[source_index].clone(), start),
             clock: EventClock::new(source.timestamp.clone()),
             orphaned_since: None,
+            order,
             last_size: size,
             last_growth: now,
             last_used: now,
@@ -313,18 +409,22 @@ impl<O: Outlet> FileServer<O> {
                 handle.metadata().is_ok_and(|m| FileKey::of(&m) == checkpoint.key)
                     && checkpoint.fingerprint.matches(handle).unwrap_or(false)
             });
-            match still_there {
-                Some(handle) => {
-                    let size = handle.metadata().map_or(0, |m| m.len());
-                    let file = FileRef {
-                        key: checkpoint.key,
-                        fingerprint: checkpoint.fingerprint,
-                        path: checkpoint.path.clone(),
-                    };
-                    self.track(source_index, file, handle, checkpoint.position, now, size);
-                    if let Some(tracked) = self.files.get_mut(&checkpoint.key) {
-                        tracked.orphaned_since = Some(now);
-                    }
+            let found = still_there.map(|handle| (checkpoint.path.clone(), handle)).or_else(|| {
+                self.find_renamed(&checkpoint.path, checkpoint.key, checkpoint.fingerprint)
+            });
+            match found {
+                Some((path, handle)) => {
+                    let file =
+                        FileRef { key: checkpoint.key, fingerprint: checkpoint.fingerprint, path };
+                    let named = self.stream_path(source_index, &checkpoint.path);
+                    self.track_rotated(
+                        source_index,
+                        file,
+                        handle,
+                        checkpoint.position,
+                        now,
+                        &named,
+                    );
                 }
                 None => {
                     let mut checkpoints =
@@ -333,6 +433,32 @@ impl<O: Outlet> FileServer<O> {
                 }
             }
         }
+    }
+
+    /// The file (`key`, `fingerprint`) once at `path`, renamed (and maybe compressed)
+    /// by rotations the agent did not see: where it is now, open.
+    fn find_renamed(
+        &self,
+        path: &Path,
+        key: FileKey,
+        fingerprint: Fingerprint,
+    ) -> Option<(PathBuf, File)> {
+        let found =
+            siblings::find(path, key, fingerprint, Match::Renamed, &self.settings.scratch_dir)?;
+        info!(message = "Found a file rotated while it was not watched; draining it.", was = %path.display(), now = %found.path.display(), compressed = found.compressed);
+        Some((found.path, found.handle))
+    }
+
+    /// The path a file was matched at, from where it was last seen: itself when the
+    /// source's glob matches it, else its name before rotation (`access.log.1` was
+    /// `access.log`).
+    fn stream_path(&self, source_index: usize, seen_at: &Path) -> PathBuf {
+        let glob = &self.settings.sources[source_index].path;
+        if glob::Pattern::new(glob).is_ok_and(|p| p.matches_path(seen_at)) {
+            return seen_at.to_owned();
+        }
+        let name = seen_at.file_name().and_then(|n| n.to_str()).unwrap_or_default();
+        seen_at.with_file_name(siblings::base_name(name))
     }
 
     /// The source a path was shipped under: the one whose glob's folder holds it.
@@ -367,19 +493,22 @@ impl<O: Outlet> FileServer<O> {
     fn service_all(&mut self, now: Instant) -> Result<bool, Stopping> {
         // A stream's rotated-away file is read to its end before its successor, so
         // the stream keeps the order the lines were written in.
-        let draining: HashSet<Arc<Destination>> = self
-            .files
-            .values()
-            .filter(|t| t.orphaned_since.is_some() && t.last_size > t.reader.read_offset())
-            .map(|t| Arc::clone(&t.destination))
-            .collect();
+        // Of several rotated-away files of one stream, the oldest goes first.
+        let mut draining: HashMap<Arc<Destination>, SystemTime> = HashMap::new();
+        for t in self.files.values() {
+            if t.orphaned_since.is_some() && t.last_size > t.reader.read_offset() {
+                let oldest = draining.entry(Arc::clone(&t.destination)).or_insert(t.order);
+                *oldest = (*oldest).min(t.order);
+            }
+        }
         let keys: Vec<FileKey> = self.files.keys().copied().collect();
         let mut busy = !draining.is_empty();
         for key in keys {
-            let held = self
-                .files
-                .get(&key)
-                .is_some_and(|t| t.orphaned_since.is_none() && draining.contains(&t.destination));
+            let held = self.files.get(&key).is_some_and(|t| {
+                draining
+                    .get(&t.destination)
+                    .is_some_and(|oldest| t.orphaned_since.is_none() || *oldest < t.order)
+            });
             if !held {
                 busy |= self.service(key, now)?;
             }
@@ -410,6 +539,7 @@ impl<O: Outlet> FileServer<O> {
         tracked: &mut Tracked,
         now: Instant,
     ) -> Result<Option<bool>, Stopping> {
+        let size_before = tracked.last_size;
         let size = self.current_size(tracked);
         if let Some(size) = size {
             if size > tracked.last_size || size < tracked.reader.read_offset() {
@@ -423,14 +553,17 @@ impl<O: Outlet> FileServer<O> {
             return self.give_up(tracked).map(|()| None);
         }
         let Some(handle) = tracked.handle.as_ref() else { return Ok(Some(false)) };
-        let mut events = Vec::new();
         // A copytruncate followed by new writes can leave the file longer than the
         // offset: the first bytes tell it from the file that was read.
         let rewritten =
             tracked.last_growth == now && !tracked.file.fingerprint.matches(handle).unwrap_or(true);
-        if rewritten {
+        let truncated = size.is_some_and(|size| size < tracked.reader.read_offset());
+        let mut events = Vec::new();
+        if truncated || rewritten {
+            self.read_rest_from_copy(tracked, size_before, now)?;
             tracked.reader.restart(&mut tracked.clock, &mut events);
         }
+        let Some(handle) = tracked.handle.as_ref() else { return Ok(Some(false)) };
         let quarter = usize::try_from(self.settings.max_buffer_bytes / 4).unwrap_or(usize::MAX);
         let outcome = tracked.reader.read(
             handle,
@@ -455,13 +588,12 @@ impl<O: Outlet> FileServer<O> {
             tracked.last_used = now;
             self.stats.bytes_read.add(outcome.bytes);
         }
-        if outcome.truncated || rewritten {
+        let truncated = truncated || rewritten || outcome.truncated;
+        if truncated {
             self.stats.truncations.add(1);
             info!(message = "File truncated; reading it again from the start.", path = %tracked.file.path.display());
         }
-        let refresh = outcome.truncated
-            || rewritten
-            || (tracked.file.fingerprint.is_partial() && outcome.bytes > 0);
+        let refresh = truncated || (tracked.file.fingerprint.is_partial() && outcome.bytes > 0);
         if refresh && let Ok(fingerprint) = Fingerprint::read(handle) {
             tracked.file = Arc::new(FileRef { fingerprint, ..(*tracked.file).clone() });
         }
@@ -481,6 +613,73 @@ impl<O: Outlet> FileServer<O> {
         Ok(Some(outcome.more))
     }
 
+    /// The file was truncated (copytruncate): what it held beyond what was read is read
+    /// from the copy, found by its first bytes among the siblings. Bytes the agent saw
+    /// (`size_before`) that neither it read nor the copy holds are declared a gap.
+    fn read_rest_from_copy(
+        &mut self,
+        tracked: &mut Tracked,
+        size_before: u64,
+        now: Instant,
+    ) -> Result<(), Stopping> {
+        let file = Arc::clone(&tracked.file);
+        let copy = siblings::find(
+            &file.path,
+            file.key,
+            file.fingerprint,
+            Match::Copied,
+            &self.settings.scratch_dir,
+        );
+        let mut read_to = tracked.reader.read_offset();
+        if let Some(copy) = copy {
+            info!(message = "File truncated; reading the rest from its copy.", path = %file.path.display(), copy = %copy.path.display(), from = read_to);
+            loop {
+                let mut events = Vec::new();
+                let outcome = tracked.reader.read(
+                    &copy.handle,
+                    &mut self.scratch,
+                    READ_BUDGET_BYTES,
+                    now,
+                    &mut tracked.clock,
+                    &mut events,
+                );
+                let more = outcome.as_ref().is_ok_and(|outcome| outcome.more);
+                if !more {
+                    let _ =
+                        tracked.reader.finish(&copy.handle, now, &mut tracked.clock, &mut events);
+                }
+                self.hand_on(tracked, events)?;
+                if !more {
+                    break;
+                }
+            }
+            read_to = read_to.max(tracked.reader.read_offset());
+        }
+        if size_before > read_to {
+            let reason = "truncated before they were read (copytruncate) and not in a copy";
+            self.declare_gap(tracked, read_to..size_before, reason)?;
+        }
+        Ok(())
+    }
+
+    /// Ships a marker for bytes of a file that are lost, and counts them.
+    fn declare_gap(
+        &mut self,
+        tracked: &Tracked,
+        range: std::ops::Range<u64>,
+        reason: &str,
+    ) -> Result<(), Stopping> {
+        let lost = range.end - range.start;
+        self.stats.gaps.add(1);
+        let path = tracked.file.path.display();
+        warn!(message = "Log data lost.", %path, from = range.start, to = range.end, reason);
+        let text = format!(
+            "[klaxon: gap: ? lines / {lost} bytes ({}..{}) of {path}, {reason}]",
+            range.start, range.end
+        );
+        self.outlet.deliver(&tracked.destination, ShipItem::Notice { text })
+    }
+
     /// The size of the file now: through the handle when open, else at its path.
     fn current_size(&self, tracked: &Tracked) -> Option<u64> {
         match &tracked.handle {
@@ -497,26 +696,30 @@ impl<O: Outlet> FileServer<O> {
         if self.open_count() >= self.settings.max_open_files {
             self.close_idle_files_for(1);
         }
-        let Ok(handle) = File::open(&tracked.file.path) else { return false };
-        let same = handle.metadata().is_ok_and(|m| FileKey::of(&m) == tracked.file.key)
-            && tracked.file.fingerprint.matches(&handle).unwrap_or(false);
-        if same {
-            tracked.handle = Some(handle);
+        let at_path = File::open(&tracked.file.path).ok().filter(|handle| {
+            handle.metadata().is_ok_and(|m| FileKey::of(&m) == tracked.file.key)
+                && tracked.file.fingerprint.matches(handle).unwrap_or(false)
+        });
+        let file = &tracked.file;
+        let found = match at_path {
+            Some(handle) => Some((file.path.clone(), handle)),
+            None => self.find_renamed(&file.path, file.key, file.fingerprint),
+        };
+        let Some((path, handle)) = found else { return false };
+        if path != tracked.file.path {
+            tracked.file = Arc::new(FileRef { path, ..(*tracked.file).clone() });
+            tracked.orphaned_since.get_or_insert(Instant::now());
         }
-        same
+        tracked.handle = Some(handle);
+        true
     }
 
     /// The file vanished while closed, before it was read to its end: say what was lost.
     fn give_up(&mut self, tracked: &Tracked) -> Result<(), Stopping> {
-        let lost = tracked.last_size.saturating_sub(tracked.reader.framed_offset());
-        if lost > 0 {
-            self.stats.gaps.add(1);
-            let path = tracked.file.path.display();
-            warn!(message = "A log file was deleted before it was read to its end.", %path, bytes = lost);
-            let text = format!(
-                "[klaxon: gap: ? lines / {lost} bytes of {path}, deleted before it was read to its end]"
-            );
-            self.outlet.deliver(&tracked.destination, ShipItem::Notice { text })?;
+        let from = tracked.reader.framed_offset();
+        if tracked.last_size > from {
+            let reason = "deleted before it was read to its end";
+            self.declare_gap(tracked, from..tracked.last_size, reason)?;
         }
         self.outlet.deliver(&tracked.destination, ShipItem::Done { key: tracked.file.key })
     }

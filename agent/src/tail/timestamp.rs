@@ -1,11 +1,12 @@
 //! The time an event carries: parsed from its text when the source says how, else the
 //! time it was read; never outside the window CloudWatch Logs accepts.
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime};
 
 use chrono::{DateTime, NaiveDateTime};
 
 use crate::config::TimestampParser;
+use klaxon_common::clock::unix_ms;
 
 /// CloudWatch Logs rejects events older than 14 days; keep an hour of margin for
 /// the time a batch waits and retries.
@@ -42,11 +43,6 @@ impl EventClock {
         self.last_read_ms = self.last_read_ms.max(now_ms);
         self.last_read_ms
     }
-}
-
-/// Unix milliseconds of a system time (0 before the epoch).
-pub fn unix_ms(time: SystemTime) -> i64 {
-    time.duration_since(UNIX_EPOCH).map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
 }
 
 fn parse(parser: &TimestampParser, text: &str) -> Option<i64> {
