@@ -7,7 +7,8 @@
 //!
 //! # Layout
 //! - `stack/klaxon_stack.py`: the front and moto, one Python process per stack.
-//! - [`python_env`]: builds the pinned virtualenv once per machine.
+//! - [`python_env`]: builds the pinned virtualenv once per machine; [`debian`]: Debian
+//!   programs the tests use as oracles (logrotate), unpacked into the same cache.
 //! - [`stack`]: the handle a test holds, with fault injection and request statistics.
 //! - [`agent`]: runs the real `klaxon-agent` binary and reads back what it shipped.
 //! - [`metrics`]: reads CloudWatch metrics back for assertions.
@@ -15,6 +16,7 @@
 //! - `tests/e2e/`: the end-to-end tests, one binary, a module per theme.
 
 pub mod agent;
+pub mod debian;
 pub mod inbox;
 pub mod metrics;
 pub mod python_env;

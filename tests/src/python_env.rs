@@ -17,7 +17,7 @@ const REQUIREMENTS: &str = include_str!("../stack/requirements.txt");
 
 /// The folder holding the venv: `$KLAXON_STACK_HOME`, else `$XDG_CACHE_HOME/klaxon`,
 /// else `~/.cache/klaxon`, else the system temporary folder.
-fn home() -> PathBuf {
+pub fn home() -> PathBuf {
     if let Some(dir) = std::env::var_os("KLAXON_STACK_HOME") {
         return PathBuf::from(dir);
     }

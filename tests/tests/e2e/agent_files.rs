@@ -94,10 +94,8 @@ async fn a_file_deleted_before_it_was_read_leaves_a_gap_marker() {
 
     // The marker names the bytes lost: with the lines shipped before, they make the file.
     let marker_prefix = "[klaxon: gap: ? lines / ";
-    let marker_suffix = format!(
-        " bytes of {}, deleted before it was read to its end]",
-        logs_dir.join(deleted).display()
-    );
+    let marker_suffix =
+        format!(" of {}, deleted before it was read to its end]", logs_dir.join(deleted).display());
     let gap_shipped = eventually(Duration::from_secs(60), || {
         let logs = logs.clone();
         async move {
@@ -109,14 +107,20 @@ async fn a_file_deleted_before_it_was_read_leaves_a_gap_marker() {
     assert!(gap_shipped, "no gap marker:\n{}", agent.log());
     let got = stream_messages(&logs, "/test/gap", deleted).await;
     let (marker, shipped_lines) = got.split_last().expect("marker");
-    let lost: usize = marker
+    // "N bytes (FROM..TO)": how many, and which.
+    let (lost, from, to): (usize, usize, usize) = marker
         .strip_prefix(marker_prefix)
         .and_then(|rest| rest.strip_suffix(&marker_suffix))
-        .and_then(|bytes| bytes.parse().ok())
+        .and_then(|bytes| {
+            let (lost, range) = bytes.split_once(" bytes (")?;
+            let (from, to) = range.strip_suffix(')')?.split_once("..")?;
+            Some((lost.parse().ok()?, from.parse().ok()?, to.parse().ok()?))
+        })
         .unwrap_or_else(|| panic!("malformed marker {marker:?}"));
     assert!(lost > 0);
     assert!(shipped_lines.iter().all(|l| *l == line), "only whole lines before the gap");
     assert_eq!(shipped_lines.len() * (line.len() + 1) + lost, content.len(), "{marker}");
+    assert_eq!((from, to), (content.len() - lost, content.len()), "{marker}");
     let kept_shipped = eventually(Duration::from_secs(60), || {
         let logs = logs.clone();
         async move { stream_messages(&logs, "/test/gap", kept).await.len() == 1000 }

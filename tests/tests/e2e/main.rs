@@ -3,6 +3,7 @@
 
 mod agent_files;
 mod agent_input;
+mod agent_logrotate;
 mod agent_metrics;
 mod agent_torture;
 mod aggregator_notify;

@@ -1,0 +1,212 @@
+//! The real `logrotate` (Debian's 3.21) rotates what a writer at 2,000 lines/s appends,
+//! under Debian's nginx policy (`create 0640`, `compress`, `delaycompress`, a
+//! `postrotate` that makes the writer reopen its file, as nginx does on USR1) and under
+//! `copytruncate`, while the agent is SIGKILLed right after a rotation and stopped across
+//! two rotations (the second compresses the file it had checkpointed). Every line
+//! arrives, in order, repeats only from the batches in flight at the kills, and
+//! `klaxon logs verify` passes on both streams.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::Duration;
+
+use klaxon_tests::agent::{Daemon, eventually, stream_messages};
+use klaxon_tests::debian::LOGROTATE;
+
+use crate::logs_audit::verify;
+use crate::support::{agent_config, stack};
+
+const GROUP: &str = "/test/logrotate";
+
+/// Appends numbered nginx-like lines to `path` at `per_second`, reopening the file (as
+/// nginx does on USR1) whenever `reopen` appears.
+struct Writer {
+    written: Arc<AtomicUsize>,
+    stop: Arc<AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+fn line(name: &str, seq: usize) -> String {
+    format!(
+        "203.0.113.{} - - [02/Dec/2026:10:00:00 +0000] \"GET /{name}/{seq:07} HTTP/1.1\" 200 {} \"-\" \"klaxon-logrotate\"",
+        seq % 250,
+        seq * 7919 % 100_003
+    )
+}
+
+impl Writer {
+    fn start(name: &'static str, path: PathBuf, reopen: PathBuf, per_second: usize) -> Self {
+        let written = Arc::new(AtomicUsize::new(0));
+        let stop = Arc::new(AtomicBool::new(false));
+        let (count, stopped) = (Arc::clone(&written), Arc::clone(&stop));
+        let thread = std::thread::spawn(move || {
+            let open =
+                || std::fs::OpenOptions::new().create(true).append(true).open(&path).expect("open");
+            let mut file = open();
+            let tick = Duration::from_millis(10);
+            let per_tick = per_second / 100;
+            while !stopped.load(Ordering::Relaxed) {
+                if std::fs::remove_file(&reopen).is_ok() {
+                    file = open();
+                }
+                let first = count.load(Ordering::Relaxed);
+                let chunk: String =
+                    (first..first + per_tick).map(|seq| line(name, seq) + "\n").collect();
+                file.write_all(chunk.as_bytes()).expect("write");
+                count.store(first + per_tick, Ordering::Relaxed);
+                std::thread::sleep(tick);
+            }
+        });
+        Writer { written, stop, thread: Some(thread) }
+    }
+
+    fn finish(mut self) -> usize {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(thread) = self.thread.take() {
+            thread.join().expect("writer");
+        }
+        self.written.load(Ordering::Relaxed)
+    }
+}
+
+/// Debian's /etc/logrotate.d/nginx (owner and the invoke-rc.d call adapted to a test:
+/// the postrotate touches the file that makes the writer reopen), and a copytruncate
+/// policy for a second log.
+fn policy(dir: &Path) -> String {
+    let d = dir.display();
+    format!(
+        "{d}/access.log {{
+	daily
+	missingok
+	rotate 14
+	compress
+	delaycompress
+	notifempty
+	create 0640
+	sharedscripts
+	postrotate
+		touch {d}/reopen-access
+	endscript
+}}
+{d}/app.log {{
+	daily
+	missingok
+	rotate 14
+	compress
+	delaycompress
+	notifempty
+	copytruncate
+}}
+"
+    )
+}
+
+fn run_logrotate(config: &Path, state: &Path) {
+    let output = LOGROTATE
+        .command()
+        .unwrap_or_else(|error| panic!("logrotate: {error}"))
+        .arg("-f")
+        .arg("-s")
+        .arg(state)
+        .arg(config)
+        .output()
+        .expect("run logrotate");
+    assert!(output.status.success(), "logrotate: {}", String::from_utf8_lossy(&output.stderr));
+}
+
+/// Checks one stream against the `written` lines of `name`: each line present, in
+/// order of first arrival; returns how many arrived more than once.
+fn check_stream(name: &str, written: usize, got: &[String]) -> usize {
+    let mut seen = vec![false; written];
+    let mut next = 0;
+    let mut repeats = 0;
+    for message in got {
+        let seq: usize = message
+            .split(&format!("GET /{name}/"))
+            .nth(1)
+            .and_then(|rest| rest.get(..7))
+            .and_then(|digits| digits.parse().ok())
+            .unwrap_or_else(|| panic!("{name}: unexpected event {message:?}"));
+        assert!(seq < written, "{name}: line {seq} was never written");
+        assert_eq!(message, &line(name, seq), "{name}: line {seq} altered");
+        if seen[seq] {
+            repeats += 1;
+        } else {
+            assert_eq!(seq, next, "{name}: line {seq} arrived before line {next}");
+            seen[seq] = true;
+            next += 1;
+        }
+    }
+    assert_eq!(next, written, "{name}: lines {next}.. of {written} never arrived");
+    repeats
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nothing_is_lost_across_real_logrotate_kills_and_stops() {
+    let (stack, config) = stack().await;
+    let logs = aws_sdk_cloudwatchlogs::Client::new(&config);
+    let dir = tempfile::tempdir().expect("temp dir");
+    let logs_dir = dir.path().join("log");
+    std::fs::create_dir(&logs_dir).expect("dir");
+    let rotate_config = dir.path().join("logrotate.conf");
+    std::fs::write(&rotate_config, policy(&logs_dir)).expect("policy");
+    let rotate_state = dir.path().join("logrotate.status");
+    let rotate = || run_logrotate(&rotate_config, &rotate_state);
+    let config_path = agent_config(
+        dir.path(),
+        &format!(
+            "[[logs]]\npath = \"{d}/access.log\"\ngroup = \"{GROUP}\"\nstream = \"{{file}}\"\n\n[[logs]]\npath = \"{d}/app.log\"\ngroup = \"{GROUP}\"\nstream = \"{{file}}\"\n",
+            d = logs_dir.display()
+        ),
+    );
+    let agent_log = |n: usize| dir.path().join(format!("agent-{n}.log"));
+    let access =
+        Writer::start("access", logs_dir.join("access.log"), logs_dir.join("reopen-access"), 2_000);
+    let app = Writer::start("app", logs_dir.join("app.log"), logs_dir.join("never"), 500);
+    let pause = |secs: f64| tokio::time::sleep(Duration::from_secs_f64(secs));
+
+    // Rotations the agent watches, then a SIGKILL right after one.
+    let agent = Daemon::start(&stack, &config_path, &agent_log(1));
+    pause(3.0).await;
+    rotate();
+    pause(2.0).await;
+    rotate();
+    agent.kill();
+    pause(0.5).await;
+
+    // Back, then stopped across two rotations: the second compresses the file the agent
+    // had checkpointed (delaycompress), and copies-and-truncates app.log twice.
+    let agent = Daemon::start(&stack, &config_path, &agent_log(2));
+    pause(3.0).await;
+    assert!(agent.terminate().success(), "clean stop");
+    rotate();
+    pause(1.0).await;
+    rotate();
+    pause(1.0).await;
+    let agent = Daemon::start(&stack, &config_path, &agent_log(3));
+    pause(3.0).await;
+    let written = [("access", access.finish()), ("app", app.finish())];
+
+    for (name, count) in written {
+        let stream = format!("{name}.log");
+        let arrived = eventually(Duration::from_secs(90), || {
+            let (logs, stream) = (logs.clone(), stream.clone());
+            async move { stream_messages(&logs, GROUP, &stream).await.len() >= count }
+        })
+        .await;
+        let log = || agent.log();
+        assert!(arrived, "{stream}: not all {count} lines arrived:\n{}", log());
+    }
+    assert!(agent.terminate().success());
+    for (name, count) in written {
+        let stream = format!("{name}.log");
+        let got = stream_messages(&logs, GROUP, &stream).await;
+        let repeats = check_stream(name, count, &got);
+        // One kill: at most the batches in flight then (a batch is ≤ 10,000 events).
+        assert!(repeats <= 10_000, "{stream}: {repeats} repeats");
+        let (code, report) = verify(&stack, GROUP, &stream);
+        assert_eq!(code, Some(0), "{stream}: verify: {report:#}");
+    }
+}
