@@ -3,12 +3,12 @@
 //! folder: nothing is installed on the system, and a fresh Debian machine needs no step
 //! by hand. A file lock per program makes parallel tests wait for the one fetching it.
 
-use std::fs::{self, File};
+use std::fs;
 use std::path::PathBuf;
 use std::process::Command;
 
 use crate::StackError;
-use crate::python_env::home;
+use crate::cache::{home, io, lock};
 
 /// A program from Debian packages: the packages to unpack (the program's and the
 /// libraries a base system lacks) and the program's path inside them.
@@ -25,10 +25,6 @@ pub const LOGROTATE: DebianProgram =
 /// Where unpacked packages keep their shared libraries.
 const LIBRARY_DIR: &str = "usr/lib/x86_64-linux-gnu";
 
-fn io(what: String) -> impl FnOnce(std::io::Error) -> StackError {
-    move |source| StackError::Io { what, source }
-}
-
 impl DebianProgram {
     /// A command running the program, fetched and unpacked first if needed.
     pub fn command(&self) -> Result<Command, StackError> {
@@ -44,10 +40,7 @@ impl DebianProgram {
         let name = self.packages.join("+");
         let root = home.join("debian").join(&name);
         fs::create_dir_all(&root).map_err(io(format!("creating {}", root.display())))?;
-        let lock_path = home.join(format!("debian-{name}.lock"));
-        let lock =
-            File::create(&lock_path).map_err(io(format!("opening {}", lock_path.display())))?;
-        lock.lock().map_err(io(format!("locking {}", lock_path.display())))?;
+        let _lock = lock(&format!("debian-{name}"))?;
         if root.join(self.binary).is_file() {
             return Ok(root);
         }

@@ -16,6 +16,8 @@
 //! - `tests/e2e/`: the end-to-end tests, one binary, a module per theme.
 
 pub mod agent;
+pub mod cache;
+pub mod cargo_tools;
 pub mod debian;
 pub mod inbox;
 pub mod metrics;
@@ -37,6 +39,9 @@ pub enum StackError {
     /// Building the Python environment failed (no network to PyPI, no python3 …).
     #[error("`{command}` failed:\n{stderr}")]
     Setup { command: String, stderr: String },
+    /// A prerequisite the tests cannot prepare themselves is missing.
+    #[error("{what} is missing; install it with `{install}`")]
+    Missing { what: String, install: String },
     /// The stack process ended; its log says why.
     #[error("the local AWS stack exited:\n{log}")]
     Exited { log: String },

@@ -6,44 +6,20 @@
 //! the others wait. The venv remembers the requirements it was built from, so a change
 //! of pins rebuilds it.
 
-use std::fs::{self, File};
+use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use crate::StackError;
+use crate::cache::{home, lock};
 
 /// The pinned Python packages of the stack, compiled in so the binaries work from anywhere.
 const REQUIREMENTS: &str = include_str!("../stack/requirements.txt");
 
-/// The folder holding the venv: `$KLAXON_STACK_HOME`, else `$XDG_CACHE_HOME/klaxon`,
-/// else `~/.cache/klaxon`, else the system temporary folder.
-pub fn home() -> PathBuf {
-    if let Some(dir) = std::env::var_os("KLAXON_STACK_HOME") {
-        return PathBuf::from(dir);
-    }
-    let cache = std::env::var_os("XDG_CACHE_HOME")
-        .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|home| PathBuf::from(home).join(".cache")))
-        .unwrap_or_else(std::env::temp_dir);
-    cache.join("klaxon")
-}
-
 /// The Python interpreter of a ready virtualenv, building the venv first if needed.
 pub fn ensure_python() -> Result<PathBuf, StackError> {
+    let _lock = lock("venv")?;
     let home = home();
-    fs::create_dir_all(&home).map_err(|source| StackError::Io {
-        what: format!("creating {}", home.display()),
-        source,
-    })?;
-    let lock_path = home.join("venv.lock");
-    let lock = File::create(&lock_path).map_err(|source| StackError::Io {
-        what: format!("opening {}", lock_path.display()),
-        source,
-    })?;
-    lock.lock().map_err(|source| StackError::Io {
-        what: format!("locking {}", lock_path.display()),
-        source,
-    })?;
     let venv = home.join("venv");
     let stamp = venv.join("klaxon-requirements.txt");
     let python = venv.join("bin").join("python");
@@ -65,6 +41,26 @@ fn build_venv(venv: &Path) -> Result<(), StackError> {
         })?;
     }
     let system_python = std::env::var_os("KLAXON_PYTHON").unwrap_or_else(|| "python3".into());
+    let has_venv = Command::new(&system_python).args(["-c", "import ensurepip, venv"]).output();
+    match has_venv {
+        Ok(output) if output.status.success() => {}
+        Ok(_) => {
+            return Err(StackError::Missing {
+                what: "python3's venv module (Debian package python3-venv)".into(),
+                install: "apt-get install python3-venv".into(),
+            });
+        }
+        Err(_) => {
+            return Err(StackError::Missing {
+                what: format!("{} (Debian package python3)", system_python.to_string_lossy()),
+                install: "apt-get install python3 python3-venv".into(),
+            });
+        }
+    }
+    eprintln!(
+        "klaxon setup: creating the local AWS stack's Python virtualenv in {} and installing moto from PyPI (once per machine, about a minute)",
+        venv.display()
+    );
     run(Command::new(&system_python).arg("-m").arg("venv").arg(venv))?;
     let requirements = venv.join("requirements.txt");
     fs::write(&requirements, REQUIREMENTS).map_err(|source| StackError::Io {
