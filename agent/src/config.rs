@@ -5,11 +5,12 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use regex::Regex;
-use serde::{Deserialize, Deserializer};
+use serde::Deserialize;
 use toml::Spanned;
 
 use crate::metrics::run::MetricsPlan;
 use crate::metrics::sample::SampleOptions;
+use klaxon_common::config_file::{self, duration};
 use klaxon_common::diagnostic::{Problem, Problems};
 
 /// Where checkpoints live when the file does not say (systemd's StateDirectory).
@@ -257,13 +258,6 @@ fn default_max_event_bytes() -> Spanned<usize> {
     Spanned::new(0..0, DEFAULT_MAX_EVENT_BYTES)
 }
 
-/// A humantime duration (`30s`, `5m`); the parser's message names the bad value.
-fn duration<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Duration, D::Error> {
-    let text = String::deserialize(deserializer)?;
-    humantime::parse_duration(&text)
-        .map_err(|error| serde::de::Error::custom(format!("invalid duration {text:?}: {error}")))
-}
-
 /// A `[[logs]]` entry with its patterns compiled.
 #[derive(Debug, Clone)]
 pub struct ValidLogSource {
@@ -310,18 +304,14 @@ pub struct ValidMetrics {
 impl ValidConfig {
     /// Reads and checks `file`; every problem found is returned at once.
     pub fn load(file: &Path) -> Result<ValidConfig, Problems> {
-        let source = std::fs::read_to_string(file).map_err(|error| {
-            Problems(vec![Problem::whole_file(file, format!("cannot read: {error}"))])
-        })?;
+        let source = config_file::read_text(file).map_err(|problem| Problems(vec![problem]))?;
         Self::parse(file, &source)
     }
 
     /// Like [`ValidConfig::load`], and also reports the files the globs match that this
     /// user cannot read: the preflight for running as a non-root user (`--check`).
     pub fn check(file: &Path) -> Result<ValidConfig, Problems> {
-        let source = std::fs::read_to_string(file).map_err(|error| {
-            Problems(vec![Problem::whole_file(file, format!("cannot read: {error}"))])
-        })?;
+        let source = config_file::read_text(file).map_err(|problem| Problems(vec![problem]))?;
         Self::parse_with(file, &source, AccessCheck::Files)
     }
 

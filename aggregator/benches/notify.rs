@@ -18,7 +18,6 @@ use klaxon_aggregator::engine::evaluate::AlertChange;
 use klaxon_aggregator::engine::state::Transition;
 use klaxon_aggregator::notify::dispatch::Dispatcher;
 use klaxon_aggregator::notify::message::Envelope;
-use klaxon_aggregator::notify::policy::Policy;
 use klaxon_aggregator::notify::publish::{PublishError, Publisher};
 use klaxon_aggregator::notify::service;
 use klaxon_aggregator::notify::silence::Silences;
@@ -74,7 +73,7 @@ fn main() {
 
 fn throughput() {
     let config: AggregatorConfig = toml::from_str(CONFIG).expect("config");
-    let policy = Policy::compile(&config).expect("policy");
+    let policy = config.policy().expect("policy");
     let mut silences = Silences::default();
     for index in 0..50 {
         silences
@@ -133,7 +132,7 @@ fn latency() {
         tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
     let latencies: Vec<Duration> = runtime.block_on(async {
         let publisher = Clocked::default();
-        let policy = Policy::compile(&config).expect("policy");
+        let policy = config.policy().expect("policy");
         let handle =
             service::start(policy, dir.path(), String::new(), publisher.clone()).expect("start");
         let mut latencies = Vec::new();

@@ -1,14 +1,14 @@
 //! The aggregator's configuration file (`/etc/klaxon/aggregator.toml`): where the rules
 //! are, where state lives, how often to evaluate, and the notification routes.
 
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use serde::{Deserialize, Deserializer};
-use toml::Spanned;
+use serde::Deserialize;
 
 use crate::notify::policy::Policy;
+use crate::notify::settings::{InhibitConfig, MuteConfig, Route};
+use klaxon_common::config_file::{self, duration};
 use klaxon_common::diagnostic::{Problem, Problems};
 
 /// The file as written.
@@ -35,76 +35,8 @@ pub struct AggregatorConfig {
     pub inhibit: Vec<InhibitConfig>,
 }
 
-/// `[[mute]]`: on `days`, from `from` to `to` (HH:MM, local to `time_zone`), matching
-/// alerts are not notified. `to` before `from` runs across midnight.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct MuteConfig {
-    pub name: Option<String>,
-    /// `mon` … `sun`, or ranges `mon-fri`; none: every day.
-    #[serde(default)]
-    pub days: Vec<String>,
-    pub from: String,
-    pub to: String,
-    #[serde(default = "default_time_zone")]
-    pub time_zone: String,
-    #[serde(rename = "match", default = "match_everything")]
-    pub matchers: Spanned<BTreeMap<String, String>>,
-}
-
-/// `[[inhibit]]`: while an alert matching `source` fires, alerts matching `target` with
-/// the same values of the `equal` labels are not notified.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct InhibitConfig {
-    pub source: Spanned<BTreeMap<String, String>>,
-    pub target: Spanned<BTreeMap<String, String>>,
-    #[serde(default)]
-    pub equal: Vec<String>,
-}
-
-/// `[[route]]`.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Route {
-    /// Label matchers: `value` exact, `=~regex` a regular expression. None: every alert.
-    #[serde(rename = "match", default = "match_everything")]
-    pub matchers: Spanned<BTreeMap<String, String>>,
-    pub topic_arn: Spanned<String>,
-    #[serde(default = "default_group_by")]
-    pub group_by: Vec<String>,
-    #[serde(default = "default_group_wait", deserialize_with = "duration")]
-    pub group_wait: Duration,
-    #[serde(default = "default_group_interval", deserialize_with = "duration")]
-    pub group_interval: Duration,
-    #[serde(default = "default_repeat_interval", deserialize_with = "duration")]
-    pub repeat_interval: Duration,
-    #[serde(default = "default_true")]
-    pub send_resolved: bool,
-    /// Messages this route may send in an hour; what is held back is folded into the next.
-    pub max_per_hour: Option<u32>,
-    /// `json` (email/SMS bodies) or `string` (one body plus message attributes).
-    #[serde(default)]
-    pub structure: Structure,
-}
-
-/// The SNS message structure of a route.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Structure {
-    #[default]
-    Json,
-    String,
-}
-
-fn match_everything() -> Spanned<BTreeMap<String, String>> {
-    Spanned::new(0..0, BTreeMap::new())
-}
 const fn default_max_notifications_per_hour() -> u32 {
     120
-}
-fn default_time_zone() -> String {
-    "UTC".to_owned()
 }
 fn default_state_dir() -> PathBuf {
     PathBuf::from("/var/lib/klaxon-aggregator")
@@ -112,36 +44,16 @@ fn default_state_dir() -> PathBuf {
 const fn default_evaluation_interval() -> Duration {
     Duration::from_secs(60)
 }
-fn default_group_by() -> Vec<String> {
-    vec!["rule".to_owned()]
-}
-const fn default_group_wait() -> Duration {
-    Duration::from_secs(30)
-}
-const fn default_group_interval() -> Duration {
-    Duration::from_secs(300)
-}
-const fn default_repeat_interval() -> Duration {
-    Duration::from_secs(4 * 3600)
-}
-const fn default_true() -> bool {
-    true
-}
-
-fn duration<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Duration, D::Error> {
-    let text = String::deserialize(deserializer)?;
-    humantime::parse_duration(&text)
-        .map_err(|error| serde::de::Error::custom(format!("invalid duration {text:?}: {error}")))
-}
 
 impl AggregatorConfig {
+    /// The notification policy these tables compile to.
+    pub fn policy(&self) -> Result<Policy, Vec<(std::ops::Range<usize>, String)>> {
+        Policy::compile(&self.route, &self.mute, &self.inhibit, self.max_notifications_per_hour)
+    }
+
     /// Reads and checks `file`; the rules path is made absolute against its folder.
     pub fn load(file: &Path) -> Result<AggregatorConfig, Problems> {
-        let source = std::fs::read_to_string(file).map_err(|error| {
-            Problems(vec![Problem::whole_file(file, format!("cannot read: {error}"))])
-        })?;
-        let mut config: AggregatorConfig = toml::from_str(&source)
-            .map_err(|error| Problems(vec![Problem::from_toml(file, &source, &error)]))?;
+        let (source, mut config): (String, AggregatorConfig) = config_file::load(file)?;
         if config.rules.is_relative() {
             let folder = file.parent().unwrap_or(Path::new("."));
             config.rules = folder.join(&config.rules);
@@ -161,7 +73,7 @@ impl AggregatorConfig {
                 problems.push(Problem::at(file, &source, route.topic_arn.span(), message));
             }
         }
-        if let Err(errors) = Policy::compile(&config) {
+        if let Err(errors) = config.policy() {
             for (span, message) in errors {
                 problems.push(Problem::at(file, &source, span, message));
             }
@@ -173,6 +85,7 @@ impl AggregatorConfig {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::notify::settings::Structure;
 
     fn load(text: &str) -> Result<AggregatorConfig, Problems> {
         let dir = tempfile::tempdir().expect("temp dir");

@@ -3,7 +3,8 @@
 //!
 //! # Layout
 //! - [`config`]: the aggregator's configuration file.
-//! - [`rules`]: rule files, their model, `klaxon rules check` and `klaxon rules test`.
+//! - [`rules`]: rule files, their model and `klaxon rules check`; [`rule_tests`]: `klaxon
+//!   rules test`, rule unit tests run through the engine.
 //! - [`engine`]: series states (pending, firing, resolved), pure.
 //! - [`source`]: CloudWatch metrics and logs read for rules; [`daemon`]: one evaluation
 //!   cycle and the state kept between cycles; [`backtest`]: replays over history.
@@ -18,5 +19,6 @@ pub mod daemon;
 pub mod engine;
 // Notifications: routes, grouping, silences, rate limits, the outbox and SNS.
 pub mod notify;
+pub mod rule_tests;
 pub mod rules;
 pub mod source;

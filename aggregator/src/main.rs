@@ -9,7 +9,6 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use clap::Parser;
 use klaxon_aggregator::config::AggregatorConfig;
 use klaxon_aggregator::daemon::{AlertLog, Evaluator};
-use klaxon_aggregator::notify::policy::Policy;
 use klaxon_aggregator::notify::publish::SnsPublisher;
 use klaxon_aggregator::notify::service::HEARTBEAT_METRIC;
 use klaxon_aggregator::rules::check::{load_rules, rule_files};
@@ -83,7 +82,7 @@ fn serve(config: AggregatorConfig) -> anyhow::Result<()> {
         let logs = LogSource::new(aws_sdk_cloudwatchlogs::Client::new(&aws), FILTER_LOG_EVENTS_PER_SECOND);
         let mut evaluator = Evaluator::new(metrics, logs, &config.state_dir)?;
         let mut alert_log = AlertLog::new(&config.state_dir);
-        let policy = Policy::compile(&config).map_err(|_| anyhow::anyhow!("invalid notification policy"))?;
+        let policy = config.policy().map_err(|_| anyhow::anyhow!("invalid notification policy"))?;
         let region = aws.region().map_or_else(|| "us-east-1".to_owned(), ToString::to_string);
         let console = format!("https://{region}.console.aws.amazon.com/cloudwatch/home?region={region}");
         let notifier = if policy.routes.is_empty() {

@@ -60,6 +60,16 @@ pub fn file_kind(metadata: &std::fs::Metadata) -> &'static str {
     }
 }
 
+/// A humantime duration (`30s`, `5m`), for `#[serde(deserialize_with = "duration")]`; the
+/// error names the bad value.
+pub fn duration<'de, D: serde::Deserializer<'de>>(
+    deserializer: D,
+) -> Result<std::time::Duration, D::Error> {
+    let text = <String as serde::Deserialize>::deserialize(deserializer)?;
+    humantime::parse_duration(&text)
+        .map_err(|error| serde::de::Error::custom(format!("invalid duration {text:?}: {error}")))
+}
+
 /// Parses `source`, the text of `file`, as `T`; a syntax or type error is located.
 pub fn parse<T: DeserializeOwned>(file: &Path, source: &str) -> Result<T, Problem> {
     toml::from_str(source).map_err(|error| Problem::from_toml(file, source, &error))

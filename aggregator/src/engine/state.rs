@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::rules::model::{Datapoints, NoData, Threshold};
+use crate::rules::model::{Datapoints, Flap, NoData, Threshold};
 
 /// Unix seconds.
 pub type Seconds = i64;
@@ -48,14 +48,6 @@ impl Transition {
             Transition::Flapping => "flapping",
         }
     }
-}
-
-/// Flap detection: more than `changes` firing/resolved changes within `window` hold the
-/// series firing until it has been stable for `window`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Flap {
-    pub changes: u32,
-    pub window: Duration,
 }
 
 /// The persistent state of one series.

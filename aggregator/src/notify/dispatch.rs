@@ -523,7 +523,7 @@ mod tests {
     fn dispatcher(config: &str) -> Dispatcher {
         let config: AggregatorConfig =
             toml::from_str(&format!("rules = \"r\"\n{config}")).expect("config");
-        Dispatcher::new(Policy::compile(&config).expect("policy"))
+        Dispatcher::new(config.policy().expect("policy"))
     }
 
     fn change(host: &str, severity: &str, transition: Transition) -> AlertChange {

@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use super::dispatch::{Alert, GroupReport, Kind, Millis, Notification};
-use crate::config::{Route, Structure};
+use super::settings::{Route, Structure};
 use crate::engine::evaluate::format_value;
 
 /// SNS refuses a message over 256 KB; stay clear of it.

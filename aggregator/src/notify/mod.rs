@@ -15,4 +15,5 @@ pub mod outbox;
 pub mod policy;
 pub mod publish;
 pub mod service;
+pub mod settings;
 pub mod silence;

@@ -5,7 +5,7 @@ use chrono::{Datelike, NaiveTime, TimeZone, Weekday};
 use chrono_tz::Tz;
 
 use super::matcher::Matchers;
-use crate::config::MuteConfig;
+use super::settings::MuteConfig;
 use crate::engine::evaluate::Labels;
 use crate::engine::state::Seconds;
 

@@ -5,7 +5,7 @@ use std::ops::Range;
 
 use super::matcher::Matchers;
 use super::mute::MuteWindow;
-use crate::config::{AggregatorConfig, Route};
+use super::settings::{InhibitConfig, MuteConfig, Route};
 use crate::engine::evaluate::Labels;
 use crate::engine::state::Seconds;
 
@@ -44,7 +44,14 @@ pub struct Policy {
 }
 
 impl Policy {
-    pub fn compile(config: &AggregatorConfig) -> Result<Policy, Vec<(Range<usize>, String)>> {
+    /// Compiles the `[[route]]`, `[[mute]]` and `[[inhibit]]` tables and the global
+    /// hourly limit; every problem is returned at once, with the span it is about.
+    pub fn compile(
+        route: &[Route],
+        mute: &[MuteConfig],
+        inhibit: &[InhibitConfig],
+        max_per_hour: u32,
+    ) -> Result<Policy, Vec<(Range<usize>, String)>> {
         let mut problems = Vec::new();
         let mut compile = |span: Range<usize>, map| match Matchers::from_map(map) {
             Ok(matchers) => matchers,
@@ -53,16 +60,14 @@ impl Policy {
                 Matchers::default()
             }
         };
-        let routes = config
-            .route
+        let routes = route
             .iter()
             .map(|route| RoutePolicy {
                 matchers: compile(route.matchers.span(), route.matchers.get_ref()),
                 config: route.clone(),
             })
             .collect();
-        let inhibits = config
-            .inhibit
+        let inhibits = inhibit
             .iter()
             .map(|inhibit| Inhibit {
                 source: compile(inhibit.source.span(), inhibit.source.get_ref()),
@@ -71,14 +76,14 @@ impl Policy {
             })
             .collect();
         let mut mutes = Vec::new();
-        for (index, mute) in config.mute.iter().enumerate() {
+        for (index, mute) in mute.iter().enumerate() {
             match MuteWindow::compile(mute, index) {
                 Ok(window) => mutes.push(window),
                 Err(message) => problems.push((mute.matchers.span(), format!("mute: {message}"))),
             }
         }
         if problems.is_empty() {
-            Ok(Policy { routes, mutes, inhibits, max_per_hour: config.max_notifications_per_hour })
+            Ok(Policy { routes, mutes, inhibits, max_per_hour })
         } else {
             Err(problems)
         }

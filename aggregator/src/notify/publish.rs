@@ -7,7 +7,7 @@ use std::future::Future;
 use aws_sdk_sns::types::MessageAttributeValue;
 
 use super::message::Envelope;
-use crate::config::Structure;
+use super::settings::Structure;
 use crate::source::SourceError;
 
 /// Why a Publish failed.

@@ -351,7 +351,7 @@ mod tests {
     fn policy(routes: &str) -> Policy {
         let config: AggregatorConfig =
             toml::from_str(&format!("rules = \"r\"\n{routes}")).expect("config");
-        Policy::compile(&config).expect("valid policy")
+        config.policy().expect("valid policy")
     }
 
     fn change(rule: &str, host: &str, transition: Transition) -> AlertChange {

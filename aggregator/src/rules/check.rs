@@ -9,12 +9,11 @@ use std::time::Duration;
 use toml::Spanned;
 
 use super::model::{
-    Datapoints, MetricQuery, NoData, RawRule, Rule, RuleFile, RuleKind, RuleSource, Threshold,
+    Datapoints, Flap, MetricQuery, NoData, RawRule, Rule, RuleFile, RuleKind, RuleSource, Threshold,
 };
 use super::pattern::check_filter_pattern;
 use super::statistic::check_statistic;
 use super::template::placeholders;
-use crate::engine::state::Flap;
 use klaxon_common::diagnostic::{Problem, Problems};
 
 /// Flap detection's defaults: more than 6 firing/resolved changes in an hour.

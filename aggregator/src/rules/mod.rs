@@ -6,4 +6,3 @@ pub mod model;
 pub mod pattern;
 pub mod statistic;
 pub mod template;
-pub mod unit;

@@ -177,7 +177,7 @@ pub struct Rule {
     pub group_by: Vec<String>,
     pub source: RuleSource,
     /// Flap detection (on by default: 6 changes in an hour).
-    pub flap: Option<crate::engine::state::Flap>,
+    pub flap: Option<Flap>,
     /// The file the rule came from.
     pub file: std::path::PathBuf,
 }
@@ -219,4 +219,12 @@ pub struct MetricQuery {
     pub metric: String,
     pub stat: String,
     pub dimensions: BTreeMap<String, String>,
+}
+
+/// Flap detection: more than `changes` firing/resolved changes within `window` hold the
+/// series firing until it has been stable for `window`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Flap {
+    pub changes: u32,
+    pub window: Duration,
 }

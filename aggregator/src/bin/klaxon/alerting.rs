@@ -11,7 +11,6 @@ use klaxon_aggregator::config::AggregatorConfig;
 use klaxon_aggregator::daemon::pending_series;
 use klaxon_aggregator::notify::dispatch::{Dispatcher, Suppression};
 use klaxon_aggregator::notify::outbox::Outbox;
-use klaxon_aggregator::notify::policy::Policy;
 use klaxon_aggregator::notify::service::{HEARTBEAT_METRIC, load_saved};
 use klaxon_aggregator::notify::silence::{Silences, silences_path};
 
@@ -108,7 +107,7 @@ pub fn silence_expire(config: &Path, id: &str) -> anyhow::Result<ExitCode> {
 /// messages still in its outbox counted as sent), and pending series.
 pub fn alerts(config: &Path, format: Format) -> anyhow::Result<ExitCode> {
     let config = load_config(config)?;
-    let policy = Policy::compile(&config).map_err(|_| anyhow::anyhow!("invalid policy"))?;
+    let policy = config.policy().map_err(|_| anyhow::anyhow!("invalid policy"))?;
     let saved = load_saved(&config.state_dir)
         .with_context(|| format!("cannot read the state in {}", config.state_dir.display()))?;
     let mut dispatcher = Dispatcher::restore(policy, saved);

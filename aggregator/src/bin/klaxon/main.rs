@@ -13,8 +13,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use klaxon_aggregator::backtest::replay;
 use klaxon_aggregator::config::AggregatorConfig;
+use klaxon_aggregator::rule_tests::{Report, run_file, test_files};
 use klaxon_aggregator::rules::check::{load_rules, rule_files};
-use klaxon_aggregator::rules::unit::{Report, run_file, test_files};
 use klaxon_aggregator::source::logs::LogSource;
 use klaxon_aggregator::source::metrics::MetricSource;
 

@@ -29,11 +29,11 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use super::check::{TEST_FILE_SUFFIX, load_rules};
-use super::model::{Rule, RuleSource};
-use super::template::render;
 use crate::engine::evaluate::{Engine, Labels, Observation, template_values};
 use crate::engine::state::Phase;
+use crate::rules::check::{TEST_FILE_SUFFIX, load_rules};
+use crate::rules::model::{Rule, RuleSource};
+use crate::rules::template::render;
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
