@@ -8,6 +8,9 @@
 //! - [`engine`]: series states (pending, firing, resolved), pure.
 //! - [`source`]: CloudWatch metrics and logs read for rules; [`daemon`]: one evaluation
 //!   cycle and the state kept between cycles; [`backtest`]: replays over history.
+//! - [`service`]: the daemon's process (signals, reloads, heartbeat, `--check`).
+//! - [`notify`]: routes, grouping, silences, rate limits, the outbox and SNS.
+//! - [`audit`]: what auditors run against shipped logs: query and verify.
 //! - State files, diagnostics, logging, systemd and the manifest record format are in
 //!   `klaxon-common`, shared with the agent.
 
@@ -21,4 +24,5 @@ pub mod engine;
 pub mod notify;
 pub mod rule_tests;
 pub mod rules;
+pub mod service;
 pub mod source;

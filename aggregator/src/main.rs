@@ -3,22 +3,10 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
-
 use clap::Parser;
 use klaxon_aggregator::config::AggregatorConfig;
-use klaxon_aggregator::daemon::{AlertLog, Evaluator};
-use klaxon_aggregator::notify::publish::SnsPublisher;
-use klaxon_aggregator::notify::service::HEARTBEAT_METRIC;
-use klaxon_aggregator::rules::check::{load_rules, rule_files};
-use klaxon_aggregator::rules::model::Rule;
-use klaxon_aggregator::source::logs::LogSource;
-use klaxon_aggregator::source::metrics::MetricSource;
+use klaxon_aggregator::service::{check, serve};
 use klaxon_common::logging::init_tracing;
-use klaxon_common::service_manager;
-use tokio::signal::unix::{SignalKind, signal};
-use tracing::{error, info, warn};
 
 /// Evaluates rule files against CloudWatch and sends grouped, deduplicated,
 /// rate-limited alerts through SNS.
@@ -50,165 +38,9 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match serve(config) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(error) => {
-            eprintln!("klaxon-aggregator: {error:#}");
-            ExitCode::FAILURE
-        }
+    if let Err(error) = serve(config) {
+        eprintln!("klaxon-aggregator: {error:#}");
+        return ExitCode::FAILURE;
     }
-}
-
-fn load_rule_set(
-    config: &AggregatorConfig,
-) -> Result<Vec<Rule>, klaxon_common::diagnostic::Problems> {
-    rule_files(std::slice::from_ref(&config.rules)).and_then(|files| load_rules(&files))
-}
-
-/// Evaluates the rules every `evaluation_interval` until SIGTERM/SIGINT. SIGHUP, or a
-/// change in the rule folder, reloads the rules; an invalid edit keeps the running ones.
-fn serve(config: AggregatorConfig) -> anyhow::Result<()> {
-    let mut rules = load_rule_set(&config).map_err(|problems| anyhow::anyhow!("{problems}"))?;
-    let runtime =
-        tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
-    runtime.block_on(async {
-        let mut terminate = signal(SignalKind::terminate())?;
-        let mut interrupt = signal(SignalKind::interrupt())?;
-        let mut hangup = signal(SignalKind::hangup())?;
-        let aws = aws_config::defaults(aws_config::BehaviorVersion::latest()).load().await;
-        let refresh = config.evaluation_interval * SERIES_REFRESH_INTERVALS;
-        let cloudwatch = aws_sdk_cloudwatch::Client::new(&aws);
-        let metrics = MetricSource::new(cloudwatch.clone(), refresh);
-        let logs = LogSource::new(aws_sdk_cloudwatchlogs::Client::new(&aws), FILTER_LOG_EVENTS_PER_SECOND);
-        let mut evaluator = Evaluator::new(metrics, logs, &config.state_dir)?;
-        let mut alert_log = AlertLog::new(&config.state_dir);
-        let policy = config.policy().map_err(|_| anyhow::anyhow!("invalid notification policy"))?;
-        let region = aws.region().map_or_else(|| "us-east-1".to_owned(), ToString::to_string);
-        let console = format!("https://{region}.console.aws.amazon.com/cloudwatch/home?region={region}");
-        let notifier = if policy.routes.is_empty() {
-            warn!(message = "No [[route]] in the configuration: alerts are only logged.");
-            None
-        } else {
-            let publisher = SnsPublisher::new(aws_sdk_sns::Client::new(&aws));
-            Some(klaxon_aggregator::notify::service::start(policy, &config.state_dir, console, publisher)?)
-        };
-        let reload = Arc::new(AtomicBool::new(false));
-        let _watcher = watch_rules(&config.rules, Arc::clone(&reload));
-        let mut tick = tokio::time::interval(config.evaluation_interval);
-        info!(message = "Aggregator running.", rules = rules.len(), interval = ?config.evaluation_interval);
-        service_manager::ready(&format!("evaluating {} rules", rules.len()));
-        service_manager::spawn_watchdog();
-        loop {
-            tokio::select! {
-                _ = tick.tick() => {
-                    if reload.swap(false, Ordering::Relaxed) {
-                        reload_rules(&config, &mut rules, &cloudwatch).await;
-                    }
-                    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_secs();
-                    let changes = evaluator.cycle(&rules, i64::try_from(now)?).await;
-                    alert_log.record(&changes);
-                    let held_back = notifier.as_ref().map_or(0, |n| n.take_held_back());
-                    if let Some(notifier) = &notifier {
-                        notifier.send(changes);
-                    }
-                    publish_health(&cloudwatch, held_back).await;
-                }
-                _ = hangup.recv() => reload_rules(&config, &mut rules, &cloudwatch).await,
-                _ = terminate.recv() => break,
-                _ = interrupt.recv() => break,
-            }
-        }
-        service_manager::stopping();
-        info!(message = "Aggregator stopped.", cloudwatch_calls = evaluator.calls());
-        Ok(())
-    })
-}
-
-/// A rule's series (ListMetrics) are looked up again after this many evaluations, so
-/// new instances of the auto-scaling group are picked up.
-const SERIES_REFRESH_INTERVALS: u32 = 5;
-
-/// This aggregator's share of the account's 5 FilterLogEvents calls a second.
-const FILTER_LOG_EVENTS_PER_SECOND: u32 = 2;
-
-/// Loads the rules again; an invalid set is refused loudly (error log and
-/// `klaxon_aggregator_rules_invalid` = 1) and the running rules stay.
-async fn reload_rules(
-    config: &AggregatorConfig,
-    rules: &mut Vec<Rule>,
-    cloudwatch: &aws_sdk_cloudwatch::Client,
-) {
-    let invalid = match load_rule_set(config) {
-        Ok(new) => {
-            info!(message = "Rules reloaded.", rules = new.len());
-            *rules = new;
-            0.0
-        }
-        Err(problems) => {
-            error!(message = "Invalid rules; the previous rules keep running.", %problems);
-            1.0
-        }
-    };
-    let datum = aws_sdk_cloudwatch::types::MetricDatum::builder()
-        .metric_name("klaxon_aggregator_rules_invalid")
-        .value(invalid)
-        .unit(aws_sdk_cloudwatch::types::StandardUnit::None)
-        .build();
-    let sent = cloudwatch.put_metric_data().namespace("Klaxon").metric_data(datum).send().await;
-    if let Err(error) = sent {
-        warn!(message = "Cannot publish klaxon_aggregator_rules_invalid.", error = %aws_sdk_cloudwatch::error::DisplayErrorContext(error));
-    }
-}
-
-/// The aggregator's own metrics, once a cycle in one call: `klaxon_aggregator_heartbeat`
-/// (the watchdog alarm pages when it stops) and the notifications rate limits held back.
-async fn publish_health(cloudwatch: &aws_sdk_cloudwatch::Client, held_back: u64) {
-    use aws_sdk_cloudwatch::types::{MetricDatum, StandardUnit};
-    let datum = |name: &str, value: f64| {
-        MetricDatum::builder().metric_name(name).value(value).unit(StandardUnit::Count).build()
-    };
-    let sent = cloudwatch
-        .put_metric_data()
-        .namespace("Klaxon")
-        .metric_data(datum(HEARTBEAT_METRIC, 1.0))
-        .metric_data(datum("klaxon_aggregator_notifications_held_back", held_back as f64))
-        .send()
-        .await;
-    if let Err(error) = sent {
-        warn!(message = "Cannot publish the aggregator's heartbeat.", error = %aws_sdk_cloudwatch::error::DisplayErrorContext(error));
-    }
-}
-
-/// Watches the rule file or folder; any change asks for a reload.
-fn watch_rules(
-    path: &std::path::Path,
-    reload: Arc<AtomicBool>,
-) -> Option<notify::RecommendedWatcher> {
-    use notify::Watcher;
-    let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
-        // Reading the rules opens them too: only changes ask for a reload.
-        if event.is_ok_and(|e| !matches!(e.kind, notify::EventKind::Access(_))) {
-            reload.store(true, Ordering::Relaxed);
-        }
-    })
-    .ok()?;
-    watcher.watch(path, notify::RecursiveMode::NonRecursive).ok()?;
-    Some(watcher)
-}
-
-/// Checks the configuration and the rules it names; prints every problem.
-fn check(path: &std::path::Path) -> ExitCode {
-    let checked = AggregatorConfig::load(path)
-        .and_then(|config| rule_files(std::slice::from_ref(&config.rules)))
-        .and_then(|files| load_rules(&files).map(|rules| (files.len(), rules.len())));
-    match checked {
-        Ok((files, rules)) => {
-            println!("{}: ok ({rules} rules in {files} files)", path.display());
-            ExitCode::SUCCESS
-        }
-        Err(problems) => {
-            println!("{problems}");
-            ExitCode::FAILURE
-        }
-    }
+    ExitCode::SUCCESS
 }

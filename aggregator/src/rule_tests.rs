@@ -34,6 +34,7 @@ use crate::engine::state::Phase;
 use crate::rules::check::{TEST_FILE_SUFFIX, load_rules};
 use crate::rules::model::{Rule, RuleSource};
 use crate::rules::template::render;
+use klaxon_common::config_file;
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -122,13 +123,22 @@ pub fn test_files(paths: &[PathBuf]) -> Vec<PathBuf> {
     files
 }
 
+/// A test file that cannot be run: unreadable, invalid, or naming what is not there;
+/// the message names the file, the test and the value.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct BadTestFile(String);
+
+impl From<String> for BadTestFile {
+    fn from(message: String) -> Self {
+        BadTestFile(message)
+    }
+}
+
 /// Runs every test of `file`.
-pub fn run_file(file: &Path, report: &mut Report) -> Result<(), String> {
-    let text = std::fs::read_to_string(file).map_err(|e| format!("{}: {e}", file.display()))?;
-    let parsed: TestFile = toml::from_str(&text).map_err(|e| {
-        let problem = klaxon_common::diagnostic::Problem::from_toml(file, &text, &e);
-        problem.to_string()
-    })?;
+pub fn run_file(file: &Path, report: &mut Report) -> Result<(), BadTestFile> {
+    let (_, parsed): (String, TestFile) =
+        config_file::load(file).map_err(|problems| problems.to_string())?;
     let folder = file.parent().unwrap_or(Path::new("."));
     let rule_paths: Vec<PathBuf> = parsed.rule_files.iter().map(|p| folder.join(p)).collect();
     let rules = load_rules(&rule_paths).map_err(|problems| problems.to_string())?;
@@ -146,24 +156,26 @@ fn run_case(
     rules: &[Rule],
     step: Duration,
     report: &mut Report,
-) -> Result<(), String> {
+) -> Result<(), BadTestFile> {
     let where_ = |what: &str| format!("{} test {:?}: {what}", file.display(), case.name);
     let series: Vec<(&SeriesInput, Vec<Option<f64>>)> = case
         .series
         .iter()
-        .map(|s| expand_values(&s.values).map(|v| (s, v)).map_err(|e| where_(&e)))
+        .map(|s| expand_values(&s.values).map(|v| (s, v)).map_err(|e| where_(&e.0)))
         .collect::<Result<_, _>>()?;
     let logs: Vec<(&LogInput, Vec<Option<f64>>)> = case
         .logs
         .iter()
-        .map(|l| expand_values(&l.values).map(|v| (l, v)).map_err(|e| where_(&e)))
+        .map(|l| expand_values(&l.values).map(|v| (l, v)).map_err(|e| where_(&e.0)))
         .collect::<Result<_, _>>()?;
     let mut expectations: BTreeMap<i64, Vec<&Expectation>> = BTreeMap::new();
     for expectation in &case.expect {
         let at = humantime::parse_duration(&expectation.at)
             .map_err(|e| where_(&format!("at {:?}: {e}", expectation.at)))?;
         if !rules.iter().any(|r| r.name == expectation.rule) {
-            return Err(where_(&format!("no rule named {:?} in the rule files", expectation.rule)));
+            return Err(
+                where_(&format!("no rule named {:?} in the rule files", expectation.rule)).into()
+            );
         }
         expectations.entry(at.as_secs() as i64).or_default().push(expectation);
     }
@@ -297,28 +309,30 @@ fn compare(
 }
 
 /// Expands "0 0 95x6 _ _x2" into values: `vxN` repeats v N times, `_` is no data.
-fn expand_values(text: &str) -> Result<Vec<Option<f64>>, String> {
+fn expand_values(text: &str) -> Result<Vec<Option<f64>>, BadTestFile> {
     let mut values = Vec::new();
     for token in text.split_whitespace() {
         let (value, times) = match token.split_once('x') {
             Some((value, times)) => (
                 value,
-                times
-                    .parse::<usize>()
-                    .map_err(|_| format!("{token:?}: the count after x is not a number"))?,
+                times.parse::<usize>().map_err(|_| {
+                    BadTestFile(format!("{token:?}: the count after x is not a number"))
+                })?,
             ),
             None => (token, 1),
         };
         let parsed = match value {
             "_" => None,
-            number => {
-                Some(number.parse::<f64>().map_err(|_| format!("{token:?} is not a number or _"))?)
-            }
+            number => Some(
+                number
+                    .parse::<f64>()
+                    .map_err(|_| BadTestFile(format!("{token:?} is not a number or _")))?,
+            ),
         };
         values.extend(std::iter::repeat_n(parsed, times));
     }
     if values.is_empty() {
-        return Err(format!("{text:?} has no values"));
+        return Err(BadTestFile(format!("{text:?} has no values")));
     }
     Ok(values)
 }

@@ -53,8 +53,10 @@ pub async fn run_query(
     mut each: impl FnMut(Event) -> std::io::Result<()>,
 ) -> Result<u64, QueryError> {
     if let Some(pattern) = &query.filter {
-        check_filter_pattern(pattern)
-            .map_err(|reason| QueryError::BadPattern { pattern: pattern.clone(), reason })?;
+        check_filter_pattern(pattern).map_err(|reason| QueryError::BadPattern {
+            pattern: pattern.clone(),
+            reason: reason.0,
+        })?;
     }
     let mut token: Option<String> = None;
     let mut count = 0u64;

@@ -15,13 +15,28 @@ pub enum Matcher {
     Regex { label: String, pattern: String, regex: Regex },
 }
 
+/// Why a matcher is refused.
+#[derive(Debug, thiserror::Error)]
+pub enum MatcherError {
+    #[error("match {label}: invalid regex {pattern:?}: {source}")]
+    Regex { label: String, pattern: String, source: regex::Error },
+    #[error("matcher {0:?} is not label=value or label=~regex")]
+    NotAMatcher(String),
+    #[error("matcher {0:?} has no label name")]
+    NoLabel(String),
+}
+
 impl Matcher {
     /// `value` exact, or `=~pattern` (anchored at both ends, like Alertmanager's).
-    pub fn new(label: &str, value: &str) -> Result<Matcher, String> {
+    pub fn new(label: &str, value: &str) -> Result<Matcher, MatcherError> {
         match value.strip_prefix("=~") {
             Some(pattern) => {
-                let regex = Regex::new(&format!("^(?:{pattern})$")).map_err(|error| {
-                    format!("match {label}: invalid regex {pattern:?}: {error}")
+                let regex = Regex::new(&format!("^(?:{pattern})$")).map_err(|source| {
+                    MatcherError::Regex {
+                        label: label.to_owned(),
+                        pattern: pattern.to_owned(),
+                        source,
+                    }
                 })?;
                 Ok(Matcher::Regex { label: label.to_owned(), pattern: pattern.to_owned(), regex })
             }
@@ -30,13 +45,12 @@ impl Matcher {
     }
 
     /// `label=value` or `label=~regex`, as the command line takes them.
-    pub fn parse(text: &str) -> Result<Matcher, String> {
-        let (label, rest) = text
-            .split_once('=')
-            .ok_or_else(|| format!("matcher {text:?} is not label=value or label=~regex"))?;
+    pub fn parse(text: &str) -> Result<Matcher, MatcherError> {
+        let (label, rest) =
+            text.split_once('=').ok_or_else(|| MatcherError::NotAMatcher(text.to_owned()))?;
         let label = label.trim();
         if label.is_empty() {
-            return Err(format!("matcher {text:?} has no label name"));
+            return Err(MatcherError::NoLabel(text.to_owned()));
         }
         match rest.strip_prefix('~') {
             Some(pattern) => Matcher::new(label, &format!("=~{pattern}")),
@@ -72,7 +86,7 @@ pub struct Matchers(pub Vec<Matcher>);
 
 impl Matchers {
     /// From a config table (`match = { severity = "critical" }`).
-    pub fn from_map(map: &BTreeMap<String, String>) -> Result<Matchers, String> {
+    pub fn from_map(map: &BTreeMap<String, String>) -> Result<Matchers, MatcherError> {
         map.iter()
             .map(|(label, value)| Matcher::new(label, value))
             .collect::<Result<_, _>>()
@@ -80,7 +94,7 @@ impl Matchers {
     }
 
     /// From command-line matchers (`label=value`, `label=~regex`).
-    pub fn parse<S: AsRef<str>>(texts: &[S]) -> Result<Matchers, String> {
+    pub fn parse<S: AsRef<str>>(texts: &[S]) -> Result<Matchers, MatcherError> {
         texts
             .iter()
             .map(|text| Matcher::parse(text.as_ref()))
@@ -127,9 +141,9 @@ mod tests {
     #[test]
     fn bad_matchers_name_the_offending_text() {
         let error = Matcher::parse("severity").expect_err("no =");
-        assert!(error.contains("\"severity\""), "{error}");
+        assert!(error.to_string().contains("\"severity\""), "{error}");
         let error = Matcher::parse("host=~(").expect_err("bad regex");
-        assert!(error.contains("invalid regex \"(\""), "{error}");
+        assert!(error.to_string().contains("invalid regex \"(\""), "{error}");
         assert!(Matcher::parse("=x").is_err());
     }
 }

@@ -4,10 +4,23 @@
 use chrono::{Datelike, NaiveTime, TimeZone, Weekday};
 use chrono_tz::Tz;
 
-use super::matcher::Matchers;
+use super::matcher::{MatcherError, Matchers};
 use super::settings::MuteConfig;
 use crate::engine::evaluate::Labels;
 use crate::engine::state::Seconds;
+
+/// Why a `[[mute]]` is refused; the message names the offending value.
+#[derive(Debug, thiserror::Error)]
+pub enum MuteError {
+    #[error("day {0:?} is not a weekday (mon, tue, … or a range mon-fri)")]
+    Day(String),
+    #[error("time {0:?} is not HH:MM (24-hour clock)")]
+    Time(String),
+    #[error("time_zone {0:?} is not an IANA time zone (e.g. Europe/Paris)")]
+    TimeZone(String),
+    #[error(transparent)]
+    Matcher(#[from] MatcherError),
+}
 
 /// A compiled `[[mute]]`.
 #[derive(Debug, Clone)]
@@ -22,15 +35,13 @@ pub struct MuteWindow {
 
 impl MuteWindow {
     /// Checks every field; the error names the offending value.
-    pub fn compile(config: &MuteConfig, index: usize) -> Result<MuteWindow, String> {
+    pub fn compile(config: &MuteConfig, index: usize) -> Result<MuteWindow, MuteError> {
         let days = if config.days.is_empty() { [true; 7] } else { parse_days(&config.days)? };
         let time = |text: &str| {
-            NaiveTime::parse_from_str(text, "%H:%M")
-                .map_err(|_| format!("time {text:?} is not HH:MM (24-hour clock)"))
+            NaiveTime::parse_from_str(text, "%H:%M").map_err(|_| MuteError::Time(text.to_owned()))
         };
-        let zone: Tz = config.time_zone.parse().map_err(|_| {
-            format!("time_zone {:?} is not an IANA time zone (e.g. Europe/Paris)", config.time_zone)
-        })?;
+        let zone: Tz =
+            config.time_zone.parse().map_err(|_| MuteError::TimeZone(config.time_zone.clone()))?;
         Ok(MuteWindow {
             name: config.name.clone().unwrap_or_else(|| format!("mute #{}", index + 1)),
             days,
@@ -60,12 +71,12 @@ impl MuteWindow {
 }
 
 /// `["mon-fri", "sun"]` into a Monday-first week.
-fn parse_days(days: &[String]) -> Result<[bool; 7], String> {
+fn parse_days(days: &[String]) -> Result<[bool; 7], MuteError> {
     let day = |text: &str| {
         text.trim()
             .parse::<Weekday>()
             .map(|day| day.num_days_from_monday() as usize)
-            .map_err(|_| format!("day {text:?} is not a weekday (mon, tue, … or a range mon-fri)"))
+            .map_err(|_| MuteError::Day(text.to_owned()))
     };
     let mut week = [false; 7];
     for entry in days {
@@ -104,7 +115,7 @@ mod tests {
                 BTreeMap::from([("severity".to_owned(), "warning".to_owned())]),
             ),
         };
-        MuteWindow::compile(&config, 0)
+        MuteWindow::compile(&config, 0).map_err(|e| e.to_string())
     }
 
     fn at(rfc3339: &str) -> Seconds {
@@ -130,10 +141,10 @@ mod tests {
     #[test]
     fn bad_fields_name_the_value() {
         let error = window(&["funday"], "22:00", "06:00", "UTC").expect_err("bad day");
-        assert!(error.contains("\"funday\""), "{error}");
+        assert!(error.to_string().contains("\"funday\""), "{error}");
         let error = window(&[], "25:00", "06:00", "UTC").expect_err("bad time");
-        assert!(error.contains("\"25:00\""), "{error}");
+        assert!(error.to_string().contains("\"25:00\""), "{error}");
         let error = window(&[], "22:00", "06:00", "Mars/Olympus").expect_err("bad zone");
-        assert!(error.contains("\"Mars/Olympus\""), "{error}");
+        assert!(error.to_string().contains("\"Mars/Olympus\""), "{error}");
     }
 }

@@ -56,7 +56,7 @@ impl Policy {
         let mut compile = |span: Range<usize>, map| match Matchers::from_map(map) {
             Ok(matchers) => matchers,
             Err(message) => {
-                problems.push((span, message));
+                problems.push((span, message.to_string()));
                 Matchers::default()
             }
         };

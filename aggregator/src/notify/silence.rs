@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use super::matcher::Matchers;
+use super::matcher::{MatcherError, Matchers};
 use crate::engine::evaluate::Labels;
 use crate::engine::state::Seconds;
 use klaxon_common::state_file::{read_json, write_atomically};
@@ -40,6 +40,17 @@ pub struct Silences {
     entries: Vec<(Silence, Matchers)>,
 }
 
+/// Why the silences file or a new silence is refused.
+#[derive(Debug, thiserror::Error)]
+pub enum SilenceError {
+    #[error(transparent)]
+    Read(#[from] std::io::Error),
+    #[error("{path}: silence {id}: {source}")]
+    Stored { path: PathBuf, id: String, source: MatcherError },
+    #[error(transparent)]
+    Matcher(#[from] MatcherError),
+}
+
 /// Where the silences of `state_dir` are kept.
 pub fn silences_path(state_dir: &Path) -> PathBuf {
     state_dir.join("silences.json")
@@ -47,19 +58,18 @@ pub fn silences_path(state_dir: &Path) -> PathBuf {
 
 impl Silences {
     /// Reads the file; a missing file is no silences.
-    pub fn load(path: &Path) -> Result<Silences, String> {
-        let file: SilenceFile =
-            read_json(path).map_err(|error| error.to_string())?.unwrap_or_default();
+    pub fn load(path: &Path) -> Result<Silences, SilenceError> {
+        let file: SilenceFile = read_json(path)?.unwrap_or_default();
         let entries = file
             .silences
             .into_iter()
             .map(|silence| {
-                let matchers = Matchers::parse(&silence.matchers).map_err(|error| {
-                    format!("{}: silence {}: {error}", path.display(), silence.id)
+                let matchers = Matchers::parse(&silence.matchers).map_err(|source| {
+                    SilenceError::Stored { path: path.to_owned(), id: silence.id.clone(), source }
                 })?;
                 Ok((silence, matchers))
             })
-            .collect::<Result<_, String>>()?;
+            .collect::<Result<_, SilenceError>>()?;
         Ok(Silences { entries })
     }
 
@@ -77,7 +87,7 @@ impl Silences {
         duration_secs: Seconds,
         author: &str,
         comment: &str,
-    ) -> Result<String, String> {
+    ) -> Result<String, MatcherError> {
         let compiled = Matchers::parse(matchers)?;
         // Ids are short enough to type and unique within the file.
         let id = loop {
@@ -155,6 +165,6 @@ mod tests {
         let path = silences_path(dir.path());
         std::fs::write(&path, "{ not json").expect("write");
         let error = Silences::load(&path).expect_err("corrupt");
-        assert!(error.contains("silences.json"), "{error}");
+        assert!(error.to_string().contains("silences.json"), "{error}");
     }
 }

@@ -6,6 +6,8 @@ use std::time::Duration;
 use serde::Deserialize;
 use toml::Spanned;
 
+use super::Refused;
+
 /// A rule file: `[[rule]]` tables.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -122,7 +124,7 @@ impl Threshold {
     }
 
     /// Parses `> 90`, `<= 0.5`, `== 0`.
-    pub fn parse(text: &str) -> Result<Threshold, String> {
+    pub fn parse(text: &str) -> Result<Threshold, Refused> {
         let text = text.trim();
         let operators = [
             (">=", Comparison::GreaterOrEqual),
@@ -134,12 +136,12 @@ impl Threshold {
         ];
         let Some((symbol, op)) = operators.iter().find(|(symbol, _)| text.starts_with(symbol))
         else {
-            return Err(format!("{text:?} must start with one of > >= < <= == !="));
+            return Err(Refused(format!("{text:?} must start with one of > >= < <= == !=")));
         };
         let number = text[symbol.len()..].trim();
         match number.parse::<f64>() {
             Ok(value) if value.is_finite() => Ok(Threshold { op: *op, value }),
-            _ => Err(format!("{number:?} is not a number")),
+            _ => Err(Refused(format!("{number:?} is not a number"))),
         }
     }
 }
@@ -152,14 +154,14 @@ pub struct Datapoints {
 }
 
 impl Datapoints {
-    pub fn parse(text: &str) -> Result<Datapoints, String> {
-        let (m, n) = text.split_once('/').ok_or_else(|| format!("{text:?} is not M/N"))?;
+    pub fn parse(text: &str) -> Result<Datapoints, Refused> {
+        let (m, n) = text.split_once('/').ok_or_else(|| Refused(format!("{text:?} is not M/N")))?;
         let (breaching, of) = (m.trim().parse::<u32>(), n.trim().parse::<u32>());
         match (breaching, of) {
             (Ok(breaching), Ok(of)) if breaching >= 1 && breaching <= of => {
                 Ok(Datapoints { breaching, of })
             }
-            _ => Err(format!("{text:?} is not M/N with 1 <= M <= N")),
+            _ => Err(Refused(format!("{text:?} is not M/N with 1 <= M <= N"))),
         }
     }
 }

@@ -2,11 +2,15 @@
 //! refuse is reported by `klaxon rules check` and not at 3 a.m.: terms and quoted
 //! phrases, JSON patterns `{ $.field = value }`, space-delimited `[a, b=...]`.
 
+use super::Refused;
+
 /// Ok when the pattern is well formed; else why not.
-pub fn check_filter_pattern(pattern: &str) -> Result<(), String> {
+pub fn check_filter_pattern(pattern: &str) -> Result<(), Refused> {
     let trimmed = pattern.trim();
     if trimmed.is_empty() {
-        return Err("the pattern is empty (use \"\" quoted terms, { $.x = ... } or [ ... ])".into());
+        return Err(Refused(
+            "the pattern is empty (use \"\" quoted terms, { $.x = ... } or [ ... ])".into(),
+        ));
     }
     let mut depth: Vec<char> = Vec::new();
     let mut in_quote = false;
@@ -30,20 +34,22 @@ pub fn check_filter_pattern(pattern: &str) -> Result<(), String> {
                     _ => '(',
                 };
                 if depth.pop() != Some(open) {
-                    return Err(format!("unbalanced {c:?}"));
+                    return Err(Refused(format!("unbalanced {c:?}")));
                 }
             }
             _ => {}
         }
     }
     if in_quote {
-        return Err("an unclosed quote".into());
+        return Err(Refused("an unclosed quote".into()));
     }
     if let Some(open) = depth.last() {
-        return Err(format!("unclosed {open:?}"));
+        return Err(Refused(format!("unclosed {open:?}")));
     }
     if trimmed.starts_with('{') && !trimmed.contains('$') {
-        return Err("a JSON pattern selects fields with $, e.g. { $.level = \"ERROR\" }".into());
+        return Err(Refused(
+            "a JSON pattern selects fields with $, e.g. { $.level = \"ERROR\" }".into(),
+        ));
     }
     Ok(())
 }
@@ -63,9 +69,9 @@ mod tests {
         ] {
             assert!(check_filter_pattern(good).is_ok(), "{good}");
         }
-        assert_eq!(check_filter_pattern("\"unclosed").expect_err("invalid"), "an unclosed quote");
-        assert!(check_filter_pattern("{ $.a = 1").expect_err("invalid").contains("unclosed"));
-        assert!(check_filter_pattern("[a, b}").expect_err("invalid").contains("unbalanced"));
+        assert_eq!(check_filter_pattern("\"unclosed").expect_err("invalid").0, "an unclosed quote");
+        assert!(check_filter_pattern("{ $.a = 1").expect_err("invalid").0.contains("unclosed"));
+        assert!(check_filter_pattern("[a, b}").expect_err("invalid").0.contains("unbalanced"));
         assert!(check_filter_pattern("{ level = 1 }").is_err());
         assert!(check_filter_pattern("  ").is_err());
     }

@@ -2,12 +2,14 @@
 //! (`p99`, `p99.9`), trimmed/winsorized/trimmed-count/trimmed-sum forms (`tm90`,
 //! `TM(10%:90%)`), `IQM`, and percentile rank `PR(:300)`.
 
+use super::Refused;
+
 const BASIC: &[&str] = &["SampleCount", "Average", "Sum", "Minimum", "Maximum", "IQM"];
 const PREFIXED: &[&str] = &["p", "tm", "wm", "tc", "ts"];
 const RANGED: &[&str] = &["TM", "WM", "TC", "TS", "PR"];
 
 /// Ok when CloudWatch accepts `stat`; else why not.
-pub fn check_statistic(stat: &str) -> Result<(), String> {
+pub fn check_statistic(stat: &str) -> Result<(), Refused> {
     if BASIC.contains(&stat) {
         return Ok(());
     }
@@ -33,9 +35,9 @@ pub fn check_statistic(stat: &str) -> Result<(), String> {
             return Ok(());
         }
     }
-    Err(format!(
+    Err(Refused(format!(
         "{stat:?} is not a CloudWatch statistic (SampleCount, Average, Sum, Minimum, Maximum, pNN, tmNN, wmNN, tcNN, tsNN, IQM, TM(a%:b%) …)"
-    ))
+    )))
 }
 
 #[cfg(test)]

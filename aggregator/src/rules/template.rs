@@ -2,17 +2,20 @@
 
 use std::collections::BTreeMap;
 
+use super::Refused;
+
 /// The placeholder names of a template, or why it is malformed.
-pub fn placeholders(template: &str) -> Result<Vec<String>, String> {
+pub fn placeholders(template: &str) -> Result<Vec<String>, Refused> {
     let mut names = Vec::new();
     let mut rest = template;
     while let Some(open) = rest.find("{{") {
         let after = &rest[open + 2..];
-        let close =
-            after.find("}}").ok_or_else(|| format!("`{{{{` without `}}}}` in {template:?}"))?;
+        let close = after
+            .find("}}")
+            .ok_or_else(|| Refused(format!("`{{{{` without `}}}}` in {template:?}")))?;
         let name = after[..close].trim();
         if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
-            return Err(format!("{{{{{name}}}}} is not a label name"));
+            return Err(Refused(format!("{{{{{name}}}}} is not a label name")));
         }
         names.push(name.to_owned());
         rest = &after[close + 2..];

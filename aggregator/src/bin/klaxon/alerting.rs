@@ -14,7 +14,7 @@ use klaxon_aggregator::notify::outbox::Outbox;
 use klaxon_aggregator::notify::service::{HEARTBEAT_METRIC, load_saved};
 use klaxon_aggregator::notify::silence::{Silences, silences_path};
 
-use crate::Format;
+use crate::cli::Format;
 
 fn load_config(path: &Path) -> anyhow::Result<AggregatorConfig> {
     AggregatorConfig::load(path).map_err(|problems| anyhow::anyhow!("{problems}"))
@@ -185,7 +185,7 @@ pub fn watchdog_install(config: &Path, topic: &str) -> anyhow::Result<ExitCode> 
     let period = config.evaluation_interval.as_secs().div_ceil(60).max(1) * 60;
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     runtime.block_on(async {
-        let aws = aws_config::defaults(aws_config::BehaviorVersion::latest()).load().await;
+        let aws = klaxon_common::aws::load_sdk_config(klaxon_common::aws::Retries::Sdk).await;
         let cloudwatch = aws_sdk_cloudwatch::Client::new(&aws);
         cloudwatch
             .put_metric_alarm()

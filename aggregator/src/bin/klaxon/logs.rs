@@ -10,7 +10,7 @@ use klaxon_aggregator::audit::verify::{Finding, ReadEvent, StreamReport, Verifie
 use klaxon_aggregator::source::SourceError;
 use klaxon_common::manifest_record::{MANIFEST_SUFFIX, ManifestRecord};
 
-use crate::{Format, LogRange};
+use crate::cli::{Format, LogRange};
 
 /// A spinner on stderr counting events while a command reads them, when stderr is a
 /// terminal (never in piped output); cleared when dropped.
@@ -54,7 +54,7 @@ fn times(range: &LogRange) -> anyhow::Result<(Option<i64>, Option<i64>)> {
 }
 
 async fn logs_client() -> aws_sdk_cloudwatchlogs::Client {
-    let aws = aws_config::defaults(aws_config::BehaviorVersion::latest()).load().await;
+    let aws = klaxon_common::aws::load_sdk_config(klaxon_common::aws::Retries::Sdk).await;
     aws_sdk_cloudwatchlogs::Client::new(&aws)
 }
 
