@@ -39,7 +39,7 @@ fn main() -> ExitCode {
         }
     };
     if let Err(error) = serve(config) {
-        eprintln!("klaxon-aggregator: {error:#}");
+        eprintln!("klaxon-aggregator: {error}");
         return ExitCode::FAILURE;
     }
     ExitCode::SUCCESS

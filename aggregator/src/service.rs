@@ -23,23 +23,24 @@ use crate::rules::model::Rule;
 use crate::source::logs::LogSource;
 use crate::source::metrics::MetricSource;
 
-/// Why the daemon stopped other than when told to.
+/// Why the daemon stopped other than when told to. An I/O failure reads as the
+/// operating system's message, as `klaxon-aggregator` has always printed it.
 #[derive(Debug, thiserror::Error)]
 pub enum ServiceError {
     #[error("{0}")]
     Rules(#[from] Problems),
-    #[error("cannot start the runtime or the signal handlers")]
-    Start(#[source] std::io::Error),
-    #[error("cannot read or create the state")]
-    State(#[source] std::io::Error),
+    /// The runtime or the signal handlers cannot be set up.
+    #[error(transparent)]
+    Start(std::io::Error),
+    /// The state directory cannot be read or created.
+    #[error(transparent)]
+    State(std::io::Error),
     #[error("invalid notification policy")]
     Policy,
 }
 
 /// The rules the configuration names, or every problem in them.
-pub fn load_rule_set(
-    config: &AggregatorConfig,
-) -> Result<Vec<Rule>, klaxon_common::diagnostic::Problems> {
+fn load_rule_set(config: &AggregatorConfig) -> Result<Vec<Rule>, Problems> {
     rule_files(std::slice::from_ref(&config.rules)).and_then(|files| load_rules(&files))
 }
 
