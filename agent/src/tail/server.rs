@@ -222,6 +222,11 @@ impl<O: Outlet> FileServer<O> {
     /// Starts following a newly found file: from its checkpoint, else from its start
     /// (or its end, for files already there at start-up with `start_at = "end"`).
     fn follow(&mut self, source_index: usize, path: &Path, now: Instant) {
+        // Never one over the cap, not even for a moment: an idle file closes first.
+        let at_cap = self.open_count() >= self.settings.max_open_files;
+        if at_cap {
+            self.close_idle_files_for(1);
+        }
         let handle = match File::open(path) {
             Ok(handle) => handle,
             Err(error) => {
@@ -246,7 +251,6 @@ impl<O: Outlet> FileServer<O> {
         });
         info!(message = "Following a file.", path = %path.display(), offset = start.offset, resumed = resumed.is_some());
         let file = FileRef { key, fingerprint, path: path.to_owned() };
-        let at_cap = self.open_count() >= self.settings.max_open_files;
         self.track(source_index, file, handle, start, now, path);
         if at_cap && let Some(tracked) = self.files.get_mut(&key) {
             // Within max_open_files: it is opened again when its turn comes.
@@ -493,10 +497,15 @@ impl<O: Outlet> FileServer<O> {
     fn service_all(&mut self, now: Instant) -> Result<bool, Stopping> {
         // A stream's rotated-away file is read to its end before its successor, so
         // the stream keeps the order the lines were written in.
-        // Of several rotated-away files of one stream, the oldest goes first.
+        // Of several rotated-away files of one stream, the oldest goes first. A file
+        // that grew within the grace may still be written to (a writer that has not
+        // reopened yet): its successor waits until it is quiet, even when what it has
+        // was read already, else late lines would follow the successor's.
         let mut draining: HashMap<Arc<Destination>, SystemTime> = HashMap::new();
         for t in self.files.values() {
-            if t.orphaned_since.is_some() && t.last_size > t.reader.read_offset() {
+            let unread = t.last_size > t.reader.read_offset();
+            let may_grow = now.duration_since(t.last_growth) < ORPHAN_GRACE;
+            if t.orphaned_since.is_some() && (unread || may_grow) {
                 let oldest = draining.entry(Arc::clone(&t.destination)).or_insert(t.order);
                 *oldest = (*oldest).min(t.order);
             }
