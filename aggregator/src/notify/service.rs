@@ -429,7 +429,7 @@ mod tests {
     async fn a_storm_of_500_alerts_fits_in_ten_messages_an_hour_and_misses_none() {
         let dir = tempfile::tempdir().expect("temp dir");
         let recorder = Recorder::default();
-        let route = "[[route]]\ntopic_arn = \"arn:aws:sns:us-east-1:1:oncall\"\ngroup_by = [\"rule\", \"InstanceId\"]\ngroup_wait = \"1s\"\nmax_per_hour = 10\n";
+        let route = "[[route]]\ntopic_arn = \"arn:aws:sns:us-east-1:1:oncall\"\ngroup_by = [\"rule\", \"InstanceId\"]\ngroup_wait = \"1s\"\nmax_per_hour = 10\nstructure = \"string\"\n";
         let handle =
             start(policy(route), dir.path(), "c".to_owned(), recorder.clone()).expect("start");
         for second in 0..50 {
@@ -439,7 +439,13 @@ mod tests {
         after(3600 - 50).await;
         let subjects = recorder.subjects();
         assert!(subjects.len() <= 10, "{} messages in the hour: {subjects:?}", subjects.len());
-        let bodies = recorder.defaults().join("\n");
+        let sent: Vec<Envelope> =
+            recorder.sent.lock().expect("lock").iter().map(|(_, e)| e.clone()).collect();
+        // The string structure: one body, and the status as a message attribute.
+        assert!(
+            sent.iter().all(|e| e.attributes.get("status").map(String::as_str) == Some("firing"))
+        );
+        let bodies: String = sent.iter().map(|e| e.message.as_str()).collect::<Vec<_>>().join("\n");
         let missing: Vec<usize> =
             (0..500).filter(|i| !bodies.contains(&format!("Storm (i-{i:03})"))).collect();
         assert!(missing.is_empty(), "not accounted for: {missing:?}");

@@ -1,6 +1,7 @@
 //! Alerts reach on-call through SNS, read from an SQS queue subscribed to the topic: one
-//! message for a fleet, silences and inhibitions, a storm under a rate limit, SNS
-//! failing and the aggregator SIGKILLed with a message decided but not yet sent.
+//! message for a fleet, silences and inhibitions, SNS failing and the aggregator
+//! SIGKILLed with a message decided but not yet sent. (A storm under a rate limit is
+//! time, not processes: `notify::service`'s tests run it on the paused clock.)
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -272,8 +273,11 @@ async fn a_silence_and_an_inhibition_hold_alerts_until_they_end() {
     assert!(aggregator.terminate().success());
 }
 
+/// How long SNS fails: long enough for the kill, a restart and the hosts' recovery.
+const SNS_OUTAGE: Duration = Duration::from_secs(40);
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sns_failing_for_two_minutes_and_a_sigkill_lose_and_repeat_nothing() {
+async fn sns_failing_and_a_sigkill_lose_and_repeat_nothing() {
     let (stack, config) = stack().await;
     let inbox = Inbox::create(&config, "oncall").await.expect("inbox");
     let dir = tempfile::tempdir().expect("temp dir");
@@ -301,7 +305,7 @@ async fn sns_failing_for_two_minutes_and_a_sigkill_lose_and_repeat_nothing() {
     let aggregator = Daemon::aggregator(&stack, &config_path, &log);
     // While SNS still fails, the hosts recover: a second message waits behind the first.
     feeder.set(hosts(3).collect::<Vec<_>>().iter().map(String::as_str), 20.0);
-    tokio::time::sleep(Duration::from_secs(120).saturating_sub(failing_since.elapsed())).await;
+    tokio::time::sleep(SNS_OUTAGE.saturating_sub(failing_since.elapsed())).await;
     assert!(inbox.receive().await.expect("receive").is_empty(), "delivered during the outage");
     stack.clear_faults().expect("clear");
 
@@ -316,51 +320,5 @@ async fn sns_failing_for_two_minutes_and_a_sigkill_lose_and_repeat_nothing() {
     assert!(extra.is_empty(), "delivered twice: {:?}", subjects(&extra));
     assert!(std::fs::read_dir(&outbox).expect("outbox").next().is_none(), "outbox not empty");
     assert!(stack.stats().expect("stats").faults.values().sum::<u64>() > 3);
-    assert!(aggregator.terminate().success());
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_storm_of_500_alerts_under_max_per_hour_10_accounts_for_every_alert() {
-    let (stack, config) = stack().await;
-    let inbox = Inbox::create(&config, "oncall").await.expect("inbox");
-    let dir = tempfile::tempdir().expect("temp dir");
-    let route = format!(
-        "[[route]]\ntopic_arn = \"{}\"\ngroup_by = [\"rule\", \"InstanceId\"]\ngroup_wait = \"2s\"\nmax_per_hour = 10\nstructure = \"string\"\n",
-        inbox.topic_arn
-    );
-    let (config_path, _) = write_config(dir.path(), &cpu_rule("Storm", "warning", 90), &route);
-    let all: Vec<String> = hosts(500).collect();
-    let feeder = Feeder::start(Client::new(&config), all.iter().map(|h| (h.clone(), 10.0))).await;
-    let aggregator = Daemon::aggregator(&stack, &config_path, &dir.path().join("aggregator.log"));
-    tokio::time::sleep(Duration::from_secs(10)).await;
-    // 500 hosts go hot within a minute, in five waves.
-    for wave in all.chunks(100) {
-        feeder.set(wave.iter().map(String::as_str), 99.0);
-        tokio::time::sleep(Duration::from_secs(12)).await;
-    }
-    let accounted = |got: &[Notification]| {
-        let text: String = got.iter().map(|n| n.message.as_str()).collect();
-        all.iter().all(|host| text.contains(&format!("Storm ({host})")))
-    };
-    // Two messages at once (the burst), the rest folded into the next one the limit
-    // allows: 400 s later.
-    let received = collect(&inbox, Duration::from_secs(480), accounted).await;
-    assert!(
-        accounted(&received),
-        "not every alert in {:?}\n{}",
-        subjects(&received),
-        aggregator.log()
-    );
-    assert!(received.len() <= 10, "{} messages: {:?}", received.len(), subjects(&received));
-    let text: String = received.iter().map(|n| n.message.as_str()).collect();
-    assert!(
-        text.contains("notifications held back by the rate limit (max_per_hour = 10)"),
-        "{text}"
-    );
-    let status = |n: &Notification| n.message_attributes.get("status").map(|a| a.value.clone());
-    assert!(
-        received.iter().all(|n| status(n).as_deref() == Some("firing")),
-        "string structure carries attributes"
-    );
     assert!(aggregator.terminate().success());
 }
