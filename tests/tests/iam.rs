@@ -20,7 +20,7 @@ const COMPONENTS: [(&str, &[&str]); 3] = [
     (
         "aggregator-policy.json",
         &[
-            "aggregator/src/main.rs",
+            "aggregator/src/service.rs",
             "aggregator/src/daemon.rs",
             "aggregator/src/source",
             "aggregator/src/notify",
