@@ -10,8 +10,8 @@ use crate::daemon::{last_seen, matches_by_group, metric_history, periods};
 use crate::engine::evaluate::{Engine, Observation};
 use crate::rules::model::{Rule, RuleSource};
 use crate::source::SourceError;
-use crate::source::logs::LogSource;
-use crate::source::metrics::MetricSource;
+use crate::source::logs::{LogApi, LogSource};
+use crate::source::metrics::{MetricApi, MetricSource};
 
 /// One transition the rule would have made.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -37,10 +37,10 @@ pub struct RuleReport {
 
 /// Replays `rule` from `start` to `end` (Unix seconds), evaluated every `step` seconds
 /// for log rules and every period for metric and absent rules.
-pub async fn replay(
+pub async fn replay<M: MetricApi, L: LogApi>(
     rule: &Rule,
-    metrics: &mut MetricSource,
-    logs: &mut LogSource,
+    metrics: &mut MetricSource<M>,
+    logs: &mut LogSource<L>,
     start: i64,
     end: i64,
     step: Duration,

@@ -13,8 +13,8 @@ use crate::engine::evaluate::{AlertChange, Engine, Labels, Observation};
 use crate::engine::state::{Phase, SeriesState, Transition};
 use crate::rules::model::{MetricQuery, Rule, RuleSource};
 use crate::source::SourceError;
-use crate::source::logs::{LogCursor, LogSource};
-use crate::source::metrics::{MetricSource, Request};
+use crate::source::logs::{LogApi, LogCursor, LogSource, SdkLogs};
+use crate::source::metrics::{MetricApi, MetricSource, Request, SdkMetrics};
 use klaxon_common::state_file::{read_json, write_atomically};
 
 /// How far back an absent rule looks for a series' last datapoint.
@@ -75,10 +75,10 @@ impl AlertLog {
 }
 
 /// The aggregator between cycles.
-pub struct Evaluator {
+pub struct Evaluator<M: MetricApi = SdkMetrics, L: LogApi = SdkLogs> {
     engine: Engine,
-    metrics: MetricSource,
-    logs: LogSource,
+    metrics: MetricSource<M>,
+    logs: LogSource<L>,
     cursors: BTreeMap<String, LogCursor>,
     /// The failing API and when it started failing, while it fails.
     degraded: Option<(SourceError, i64)>,
@@ -109,9 +109,13 @@ pub fn pending_series(state_dir: &Path) -> std::io::Result<Vec<(String, Labels, 
         .collect())
 }
 
-impl Evaluator {
+impl<M: MetricApi, L: LogApi> Evaluator<M, L> {
     /// Restores the state saved in `state_dir`, if any.
-    pub fn new(metrics: MetricSource, logs: LogSource, state_dir: &Path) -> std::io::Result<Self> {
+    pub fn new(
+        metrics: MetricSource<M>,
+        logs: LogSource<L>,
+        state_dir: &Path,
+    ) -> std::io::Result<Self> {
         std::fs::create_dir_all(state_dir)?;
         let state_path = state_dir.join("state.json");
         let saved = read_state(&state_path)?;
@@ -356,8 +360,8 @@ pub fn last_seen(history: Vec<(Labels, Vec<(i64, f64)>)>, period: i64) -> Observ
 
 /// The GetMetricData queries for every series of a metric or absent rule (ids start with
 /// `prefix`), and which query id answers for which series.
-async fn metric_requests(
-    metrics: &mut MetricSource,
+async fn metric_requests<M: MetricApi>(
+    metrics: &mut MetricSource<M>,
     rule: &Rule,
     prefix: &str,
 ) -> Result<(Vec<(String, Request)>, Vec<(String, Labels)>), SourceError> {
@@ -395,8 +399,8 @@ async fn metric_requests(
 
 /// The datapoints of every series of a metric or absent rule over `start..end`, at the
 /// rule's period: a metric rule's statistic (or expression), an absent rule's minimum.
-pub async fn metric_history(
-    metrics: &mut MetricSource,
+pub async fn metric_history<M: MetricApi>(
+    metrics: &mut MetricSource<M>,
     rule: &Rule,
     start: i64,
     end: i64,
@@ -425,6 +429,98 @@ fn replace_word(expression: &str, word: &str, with: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::engine::state::Transition;
+    use crate::rules::check::load_rules;
+    use crate::source::fake::{FakeCloudWatch, Fault};
+
+    const RULES: &str = r#"
+[[rule]]
+name = "HighCpu"
+kind = "metric"
+severity = "critical"
+summary = "CPU {{value}}% on {{InstanceId}}"
+namespace = "Klaxon"
+metric = "cpu_usage_active"
+stat = "Maximum"
+period = "10s"
+group_by = ["InstanceId"]
+when = "> 90"
+
+[[rule]]
+name = "ErrorBurst"
+kind = "log"
+severity = "warning"
+summary = "{{value}} errors on {{stream}}"
+log_group = "/web/nginx/error"
+pattern = "\"upstream\""
+window = "20s"
+group_by = ["stream"]
+when = ">= 3"
+"#;
+
+    fn seen(changes: &[AlertChange]) -> Vec<(String, Transition)> {
+        changes.iter().map(|c| (c.rule.clone(), c.transition)).collect()
+    }
+
+    /// The evaluator, the engine and the sources' caching, pacing and paging, against
+    /// the fake CloudWatch on the paused clock: a hot host and an error burst fire and
+    /// resolve; throttling, an expired token, a 5xx and a timeout keep every state and
+    /// raise one degraded alert, resolved when reads work again.
+    #[tokio::test(start_paused = true)]
+    async fn rules_fire_and_resolve_through_the_fakes_and_faults_keep_their_states() {
+        let started = std::time::Instant::now();
+        let dir = tempfile::tempdir().expect("dir");
+        let rules_path = dir.path().join("rules.toml");
+        std::fs::write(&rules_path, RULES).expect("rules");
+        let rules = load_rules(&[rules_path]).expect("valid rules");
+        let fake = FakeCloudWatch::default();
+        for host in ["i-1", "i-2"] {
+            fake.set("Klaxon", "cpu_usage_active", &[("InstanceId", host)], 20.0);
+        }
+        let metrics = MetricSource::with_api(fake.clone(), Duration::from_secs(60));
+        // Pacing is governor's real clock: unpaced here, tested on its own.
+        let logs = LogSource::with_api(fake.clone(), 10_000);
+        let mut evaluator = Evaluator::new(metrics, logs, &dir.path().join("state")).expect("new");
+        let mut now = 1_800_000_000;
+        assert!(seen(&evaluator.cycle(&rules, now).await).is_empty());
+
+        fake.set("Klaxon", "cpu_usage_active", &[("InstanceId", "i-1")], 97.0);
+        for n in 0..4 {
+            fake.log("/web/nginx/error", "web-1", (now + 1) * 1000 + n, "upstream timed out");
+        }
+        let mut fired = Vec::new();
+        for _ in 0..6 {
+            now += 10;
+            fired.extend(seen(&evaluator.cycle(&rules, now).await));
+        }
+        assert!(fired.contains(&("HighCpu".into(), Transition::Firing)), "{fired:?}");
+        assert!(fired.contains(&("ErrorBurst".into(), Transition::Firing)), "{fired:?}");
+        // The burst's 20 s window passes without new errors.
+        assert!(fired.contains(&("ErrorBurst".into(), Transition::Resolved)), "{fired:?}");
+
+        // Faults: no rule resolves or fires, one degraded alert fires.
+        fake.fail_next(&[Fault::Throttle, Fault::ExpiredToken, Fault::ServerError, Fault::Timeout]);
+        fake.set("Klaxon", "cpu_usage_active", &[("InstanceId", "i-1")], 20.0);
+        let mut during = Vec::new();
+        for _ in 0..3 {
+            now += 10;
+            during.extend(seen(&evaluator.cycle(&rules, now).await));
+        }
+        assert_eq!(during, [(SOURCE_DEGRADED.to_owned(), Transition::Firing)]);
+
+        // Back: the host and the burst resolve, and so does the degraded alert.
+        let mut after = Vec::new();
+        for _ in 0..90 {
+            now += 10;
+            after.extend(seen(&evaluator.cycle(&rules, now).await));
+        }
+        for rule in ["HighCpu", SOURCE_DEGRADED] {
+            assert!(after.contains(&(rule.to_owned(), Transition::Resolved)), "{rule}: {after:?}");
+        }
+        assert!(!after.iter().any(|(rule, t)| rule == "HighCpu" && *t == Transition::Firing));
+        assert!(fake.calls() > 10);
+        assert!(started.elapsed() < Duration::from_secs(1), "{:?}", started.elapsed());
+    }
 
     #[test]
     fn expression_names_are_replaced_as_whole_words() {

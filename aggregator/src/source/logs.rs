@@ -4,6 +4,7 @@
 //! never counted twice and no stretch of time is skipped.
 
 use std::collections::{BTreeMap, VecDeque};
+use std::future::Future;
 use std::num::NonZeroU32;
 use std::time::Duration;
 
@@ -12,7 +13,7 @@ use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use serde::{Deserialize, Serialize};
 use tracing::warn;
 
-use super::SourceError;
+use super::{Page, SourceError};
 use klaxon_common::manifest_record::MANIFEST_SUFFIX;
 
 /// Events are read up to this long before now, for those still being ingested.
@@ -48,9 +49,60 @@ impl LogCursor {
     }
 }
 
+/// The CloudWatch Logs call log rules need, one page at a time: the AWS edge, which a
+/// fake replaces in tests. Pacing and paging are above it.
+pub trait LogApi: Send + Sync + 'static {
+    /// FilterLogEvents over `start_ms..=end_ms`: each matching event's stream and time.
+    fn filter_log_events(
+        &self,
+        group: &str,
+        pattern: &str,
+        start_ms: i64,
+        end_ms: i64,
+        token: Option<String>,
+    ) -> impl Future<Output = Result<Page<(String, i64)>, SourceError>> + Send;
+}
+
+/// CloudWatch Logs through the AWS SDK.
+pub struct SdkLogs(pub Client);
+
+impl LogApi for SdkLogs {
+    async fn filter_log_events(
+        &self,
+        group: &str,
+        pattern: &str,
+        start_ms: i64,
+        end_ms: i64,
+        token: Option<String>,
+    ) -> Result<Page<(String, i64)>, SourceError> {
+        let page = self
+            .0
+            .filter_log_events()
+            .log_group_name(group)
+            .filter_pattern(pattern)
+            .start_time(start_ms)
+            .end_time(end_ms)
+            .set_next_token(token)
+            .send()
+            .await
+            .map_err(|error| SourceError::from_sdk("FilterLogEvents", &error))?;
+        let items = page
+            .events()
+            .iter()
+            .map(|e| {
+                (
+                    e.log_stream_name().unwrap_or_default().to_owned(),
+                    e.timestamp().unwrap_or_default(),
+                )
+            })
+            .collect();
+        Ok(Page { items, next_token: page.next_token().map(str::to_owned) })
+    }
+}
+
 /// CloudWatch Logs, paced.
-pub struct LogSource {
-    client: Client,
+pub struct LogSource<A: LogApi = SdkLogs> {
+    api: A,
     pace: DefaultDirectRateLimiter,
     pub calls: u64,
 }
@@ -58,8 +110,15 @@ pub struct LogSource {
 impl LogSource {
     /// `per_second`: this aggregator's share of the account's FilterLogEvents limit.
     pub fn new(client: Client, per_second: u32) -> Self {
+        LogSource::with_api(SdkLogs(client), per_second)
+    }
+}
+
+impl<A: LogApi> LogSource<A> {
+    /// A source over `api` (a fake in tests).
+    pub fn with_api(api: A, per_second: u32) -> Self {
         let rate = NonZeroU32::new(per_second.max(1)).unwrap_or(NonZeroU32::MIN);
-        LogSource { client, pace: RateLimiter::direct(Quota::per_second(rate)), calls: 0 }
+        LogSource { api, pace: RateLimiter::direct(Quota::per_second(rate)), calls: 0 }
     }
 
     /// Counts the matches of `pattern` in `group` from the cursor up to `now_ms - SETTLE`
@@ -90,7 +149,7 @@ impl LogSource {
     }
 }
 
-impl LogSource {
+impl<A: LogApi> LogSource<A> {
     /// Every event matching `pattern` in `group` from `start_ms` to before `end_ms`, as
     /// (stream, timestamp ms), following every page at the paced rate.
     pub async fn matches(
@@ -105,17 +164,8 @@ impl LogSource {
         loop {
             self.pace.until_ready().await;
             self.calls += 1;
-            let page = self
-                .client
-                .filter_log_events()
-                .log_group_name(group)
-                .filter_pattern(pattern)
-                .start_time(start_ms)
-                .end_time(end_ms - 1)
-                .set_next_token(token)
-                .send()
-                .await
-                .map_err(|error| SourceError::from_sdk("FilterLogEvents", &error));
+            let page =
+                self.api.filter_log_events(group, pattern, start_ms, end_ms - 1, token).await;
             let page = match page {
                 Ok(page) => page,
                 // A group nobody has written to yet has no matches: not an outage.
@@ -128,14 +178,11 @@ impl LogSource {
                 }
                 Err(error) => return Err(error),
             };
-            for event in page.events() {
-                let stream = event.log_stream_name().unwrap_or_default();
-                // The agent's manifests are not the application's logs.
-                if !stream.ends_with(MANIFEST_SUFFIX) {
-                    found.push((stream.to_owned(), event.timestamp().unwrap_or_default()));
-                }
-            }
-            token = page.next_token().map(str::to_owned);
+            // The agent's manifests are not the application's logs.
+            found.extend(
+                page.items.into_iter().filter(|(stream, _)| !stream.ends_with(MANIFEST_SUFFIX)),
+            );
+            token = page.next_token;
             if token.is_none() {
                 return Ok(found);
             }

@@ -3,13 +3,14 @@
 //! fetches them, at most 500 queries a call, every page.
 
 use std::collections::{BTreeMap, HashMap};
+use std::future::Future;
 use std::time::{Duration, Instant};
 
 use aws_sdk_cloudwatch::Client;
 use aws_sdk_cloudwatch::primitives::DateTime;
 use aws_sdk_cloudwatch::types::{Dimension, DimensionFilter, Metric, MetricDataQuery, MetricStat};
 
-use super::SourceError;
+use super::{Page, SourceError};
 use crate::engine::evaluate::Labels;
 use crate::rules::model::MetricQuery;
 
@@ -30,15 +31,120 @@ pub enum Request {
     Expression(String),
 }
 
+/// One query's datapoints, as GetMetricData pages them: its id and (period start, value).
+pub type QueryPoints = (String, Vec<(i64, f64)>);
+
 /// Datapoints per query id: (period start, value), oldest first.
 pub type Results = HashMap<String, Vec<(i64, f64)>>;
 
 /// A cached ListMetrics answer's key: namespace, metric, `group_by`.
 type SeriesKey = (String, String, Vec<String>);
 
+/// The CloudWatch metrics calls rules need, one page at a time: the AWS edge of rule
+/// data, which a fake replaces in tests. Caching, chunking and paging are above it.
+pub trait MetricApi: Send + Sync + 'static {
+    /// ListMetrics: the dimensions of each metric `namespace`/`metric` with `filters`
+    /// (a name, and the value it must have or any).
+    fn list_metrics(
+        &self,
+        namespace: &str,
+        metric: &str,
+        filters: &[(String, Option<String>)],
+        token: Option<String>,
+    ) -> impl Future<Output = Result<Page<BTreeMap<String, String>>, SourceError>> + Send;
+
+    /// GetMetricData: per query id, (period start, value).
+    fn get_metric_data(
+        &self,
+        queries: &[(String, Request)],
+        period: i32,
+        start: i64,
+        end: i64,
+        token: Option<String>,
+    ) -> impl Future<Output = Result<Page<QueryPoints>, SourceError>> + Send;
+}
+
+/// CloudWatch through the AWS SDK.
+pub struct SdkMetrics(pub Client);
+
+impl MetricApi for SdkMetrics {
+    async fn list_metrics(
+        &self,
+        namespace: &str,
+        metric: &str,
+        filters: &[(String, Option<String>)],
+        token: Option<String>,
+    ) -> Result<Page<BTreeMap<String, String>>, SourceError> {
+        let filters = filters
+            .iter()
+            .map(|(name, value)| {
+                DimensionFilter::builder().name(name).set_value(value.clone()).build()
+            })
+            .collect();
+        let page = self
+            .0
+            .list_metrics()
+            .namespace(namespace)
+            .metric_name(metric)
+            .set_dimensions(Some(filters))
+            .set_next_token(token)
+            .send()
+            .await
+            .map_err(|error| SourceError::from_sdk("ListMetrics", &error))?;
+        let items = page
+            .metrics()
+            .iter()
+            .map(|metric| {
+                metric
+                    .dimensions()
+                    .iter()
+                    .filter_map(|d| Some((d.name()?.to_owned(), d.value()?.to_owned())))
+                    .collect()
+            })
+            .collect();
+        Ok(Page { items, next_token: page.next_token().map(str::to_owned) })
+    }
+
+    async fn get_metric_data(
+        &self,
+        queries: &[(String, Request)],
+        period: i32,
+        start: i64,
+        end: i64,
+        token: Option<String>,
+    ) -> Result<Page<QueryPoints>, SourceError> {
+        let queries: Vec<MetricDataQuery> =
+            queries.iter().map(|(id, request)| to_query(id, request, period)).collect();
+        let page = self
+            .0
+            .get_metric_data()
+            .start_time(DateTime::from_secs(start))
+            .end_time(DateTime::from_secs(end))
+            .set_metric_data_queries(Some(queries))
+            .set_next_token(token)
+            .send()
+            .await
+            .map_err(|error| SourceError::from_sdk("GetMetricData", &error))?;
+        let items = page
+            .metric_data_results()
+            .iter()
+            .map(|result| {
+                let points = result
+                    .timestamps()
+                    .iter()
+                    .map(DateTime::secs)
+                    .zip(result.values().iter().copied())
+                    .collect();
+                (result.id().unwrap_or_default().to_owned(), points)
+            })
+            .collect();
+        Ok(Page { items, next_token: page.next_token().map(str::to_owned) })
+    }
+}
+
 /// CloudWatch metrics, with the series cache.
-pub struct MetricSource {
-    client: Client,
+pub struct MetricSource<A: MetricApi = SdkMetrics> {
+    api: A,
     /// How long a ListMetrics answer is reused (an empty one is not).
     refresh: Duration,
     cache: HashMap<SeriesKey, (Instant, Vec<Series>)>,
@@ -52,7 +158,14 @@ impl MetricSource {
     /// `refresh`: how long the series of a rule are reused before ListMetrics is asked
     /// again (the aggregator uses five evaluation intervals).
     pub fn new(client: Client, refresh: Duration) -> Self {
-        MetricSource { client, refresh, cache: HashMap::new(), calls: 0, metrics_requested: 0 }
+        MetricSource::with_api(SdkMetrics(client), refresh)
+    }
+}
+
+impl<A: MetricApi> MetricSource<A> {
+    /// A source over `api` (a fake in tests).
+    pub fn with_api(api: A, refresh: Duration) -> Self {
+        MetricSource { api, refresh, cache: HashMap::new(), calls: 0, metrics_requested: 0 }
     }
 
     /// The series of `query` that carry every `group_by` dimension, one per label set
@@ -69,32 +182,19 @@ impl MetricSource {
         {
             return Ok(series.clone());
         }
-        let mut filters: Vec<DimensionFilter> = query
+        let mut filters: Vec<(String, Option<String>)> = query
             .dimensions
             .iter()
-            .map(|(name, value)| DimensionFilter::builder().name(name).value(value).build())
+            .map(|(name, value)| (name.clone(), Some(value.clone())))
             .collect();
-        filters.extend(group_by.iter().map(|name| DimensionFilter::builder().name(name).build()));
+        filters.extend(group_by.iter().map(|name| (name.clone(), None)));
         let mut found: BTreeMap<Labels, BTreeMap<String, String>> = BTreeMap::new();
         let mut token = None;
         loop {
             self.calls += 1;
-            let page = self
-                .client
-                .list_metrics()
-                .namespace(&query.namespace)
-                .metric_name(&query.metric)
-                .set_dimensions(Some(filters.clone()))
-                .set_next_token(token)
-                .send()
-                .await
-                .map_err(|error| SourceError::from_sdk("ListMetrics", &error))?;
-            for metric in page.metrics() {
-                let dimensions: BTreeMap<String, String> = metric
-                    .dimensions()
-                    .iter()
-                    .filter_map(|d| Some((d.name()?.to_owned(), d.value()?.to_owned())))
-                    .collect();
+            let page =
+                self.api.list_metrics(&query.namespace, &query.metric, &filters, token).await?;
+            for dimensions in page.items {
                 let labels: Labels = group_by
                     .iter()
                     .filter_map(|k| dimensions.get(k).map(|v| (k.clone(), v.clone())))
@@ -106,7 +206,7 @@ impl MetricSource {
                     found.insert(labels, dimensions);
                 }
             }
-            token = page.next_token().map(str::to_owned);
+            token = page.next_token;
             if token.is_none() {
                 break;
             }
@@ -131,31 +231,14 @@ impl MetricSource {
         for chunk in requests.chunks(MAX_QUERIES_PER_CALL) {
             self.metrics_requested +=
                 chunk.iter().filter(|(_, r)| matches!(r, Request::Stat { .. })).count() as u64;
-            let queries: Vec<MetricDataQuery> =
-                chunk.iter().map(|(id, request)| to_query(id, request, period)).collect();
             let mut token = None;
             loop {
                 self.calls += 1;
-                let page = self
-                    .client
-                    .get_metric_data()
-                    .start_time(DateTime::from_secs(start))
-                    .end_time(DateTime::from_secs(end))
-                    .set_metric_data_queries(Some(queries.clone()))
-                    .set_next_token(token)
-                    .send()
-                    .await
-                    .map_err(|error| SourceError::from_sdk("GetMetricData", &error))?;
-                for result in page.metric_data_results() {
-                    let id = result.id().unwrap_or_default().to_owned();
-                    let points = result
-                        .timestamps()
-                        .iter()
-                        .map(DateTime::secs)
-                        .zip(result.values().iter().copied());
+                let page = self.api.get_metric_data(chunk, period, start, end, token).await?;
+                for (id, points) in page.items {
                     results.entry(id).or_default().extend(points);
                 }
-                token = page.next_token().map(str::to_owned);
+                token = page.next_token;
                 if token.is_none() {
                     break;
                 }
