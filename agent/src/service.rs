@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use klaxon_common::aws::{Retries, load_sdk_config};
 use klaxon_common::service_manager;
-use tokio::signal::unix::{SignalKind, signal};
+use klaxon_common::signals::{Asked, Signals, runtime};
 use tokio::sync::watch;
 use tracing::{error, info};
 
@@ -45,15 +45,8 @@ enum Ending {
 
 /// Runs the agent with `config`, read from `path` (read again on SIGHUP), until stopped.
 pub fn serve(path: &Path, mut config: ValidConfig) -> Result<(), ServiceError> {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .map_err(ServiceError::Start)?;
-    runtime.block_on(async {
-        let mut terminate = signal(SignalKind::terminate()).map_err(ServiceError::Start)?;
-        let mut interrupt = signal(SignalKind::interrupt()).map_err(ServiceError::Start)?;
-        let mut hangup = signal(SignalKind::hangup()).map_err(ServiceError::Start)?;
+    runtime().map_err(ServiceError::Start)?.block_on(async {
+        let mut signals = Signals::install().map_err(ServiceError::Start)?;
         let aws = load_sdk_config(Retries::Sdk).await;
         let stats = Arc::new(AgentStats::default());
         service_manager::spawn_watchdog();
@@ -67,11 +60,10 @@ pub fn serve(path: &Path, mut config: ValidConfig) -> Result<(), ServiceError> {
             let stopped = |mut ending: watch::Receiver<Ending>| async move {
                 let _ = ending.wait_for(|e| *e != Ending::Running).await;
             };
-            let signals = async {
-                let ending = tokio::select! {
-                    _ = terminate.recv() => Ending::Stop,
-                    _ = interrupt.recv() => Ending::Stop,
-                    _ = hangup.recv() => Ending::Reload,
+            let answer_signals = async {
+                let ending = match signals.next().await {
+                    Asked::Stop => Ending::Stop,
+                    Asked::Reload => Ending::Reload,
                 };
                 let _ = ending_tx.send(ending);
                 if ending == Ending::Stop {
@@ -90,7 +82,7 @@ pub fn serve(path: &Path, mut config: ValidConfig) -> Result<(), ServiceError> {
                 metrics_loop.run(stopped(ending_rx.clone())).await;
                 Ok::<(), UnsupportedHost>(())
             };
-            let (logs, metrics, ()) = tokio::join!(logs, metrics, signals);
+            let (logs, metrics, ()) = tokio::join!(logs, metrics, answer_signals);
             logs.map_err(ServiceError::Logs)?;
             metrics?;
             let ending = *ending_rx.borrow();

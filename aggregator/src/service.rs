@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use klaxon_common::clock::unix_ms;
 use klaxon_common::diagnostic::Problems;
 use klaxon_common::service_manager;
-use tokio::signal::unix::{SignalKind, signal};
+use klaxon_common::signals::{Asked, Signals, runtime};
 use tracing::{error, info, warn};
 
 use crate::config::AggregatorConfig;
@@ -48,15 +48,8 @@ fn load_rule_set(config: &AggregatorConfig) -> Result<Vec<Rule>, Problems> {
 /// change in the rule folder, reloads the rules; an invalid edit keeps the running ones.
 pub fn serve(config: AggregatorConfig) -> Result<(), ServiceError> {
     let mut rules = load_rule_set(&config)?;
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .map_err(ServiceError::Start)?;
-    runtime.block_on(async {
-        let mut terminate = signal(SignalKind::terminate()).map_err(ServiceError::Start)?;
-        let mut interrupt = signal(SignalKind::interrupt()).map_err(ServiceError::Start)?;
-        let mut hangup = signal(SignalKind::hangup()).map_err(ServiceError::Start)?;
+    runtime().map_err(ServiceError::Start)?.block_on(async {
+        let mut signals = Signals::install().map_err(ServiceError::Start)?;
         let aws = klaxon_common::aws::load_sdk_config(klaxon_common::aws::Retries::Sdk).await;
         let refresh = config.evaluation_interval * SERIES_REFRESH_INTERVALS;
         let cloudwatch = aws_sdk_cloudwatch::Client::new(&aws);
@@ -95,9 +88,10 @@ pub fn serve(config: AggregatorConfig) -> Result<(), ServiceError> {
                     }
                     publish_health(&cloudwatch, held_back).await;
                 }
-                _ = hangup.recv() => reload_rules(&config, &mut rules, &cloudwatch).await,
-                _ = terminate.recv() => break,
-                _ = interrupt.recv() => break,
+                asked = signals.next() => match asked {
+                    Asked::Reload => reload_rules(&config, &mut rules, &cloudwatch).await,
+                    Asked::Stop => break,
+                },
             }
         }
         service_manager::stopping();

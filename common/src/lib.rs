@@ -4,7 +4,8 @@
 //! - [`state_file`]: atomic, durable state files, and reading them back.
 //! - [`diagnostic`]: problems located as `FILE:LINE:COL`; [`config_file`]: reading a TOML
 //!   configuration or rule file with a size limit and located errors.
-//! - [`logging`]: the tracing set-up; [`service_manager`]: systemd's READY/WATCHDOG.
+//! - [`logging`]: the tracing set-up; [`service_manager`]: systemd's READY/WATCHDOG;
+//!   [`signals`]: the daemons' runtime and the signals they answer.
 //! - [`manifest_record`]: what a log manifest record holds (the agent writes them,
 //!   `klaxon logs verify` reads them).
 //! - [`clock`]: the one source of time (wall and monotonic), real or tokio's paused one.
@@ -22,4 +23,5 @@ pub mod logging;
 pub mod manifest_record;
 pub mod paginate;
 pub mod service_manager;
+pub mod signals;
 pub mod state_file;
