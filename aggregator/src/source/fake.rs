@@ -6,9 +6,10 @@
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::{Arc, Mutex, PoisonError};
 
+use super::SourceError;
 use super::logs::LogApi;
 use super::metrics::{MetricApi, QueryPoints, Request};
-use super::{Page, SourceError};
+use klaxon_common::paginate::Page;
 
 /// How one call goes wrong.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -109,7 +110,7 @@ impl MetricApi for FakeCloudWatch {
             .filter(|(n, m, d)| n == namespace && m == metric && fits(d))
             .map(|(_, _, dimensions)| dimensions.clone())
             .collect();
-        Ok(Page { items, next_token: None })
+        Ok((items, None))
     }
 
     async fn get_metric_data(
@@ -133,7 +134,7 @@ impl MetricApi for FakeCloudWatch {
                 Some((id.clone(), (start..end).step_by(step).map(|t| (t, value)).collect()))
             })
             .collect();
-        Ok(Page { items, next_token: None })
+        Ok((items, None))
     }
 }
 
@@ -157,6 +158,6 @@ impl LogApi for FakeCloudWatch {
             })
             .map(|(_, stream, t, _)| (stream.clone(), *t))
             .collect();
-        Ok(Page { items, next_token: None })
+        Ok((items, None))
     }
 }

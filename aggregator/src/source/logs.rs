@@ -13,8 +13,9 @@ use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use serde::{Deserialize, Serialize};
 use tracing::warn;
 
-use super::{Page, SourceError};
+use super::SourceError;
 use klaxon_common::manifest_record::MANIFEST_SUFFIX;
+use klaxon_common::paginate::{Page, all_pages};
 
 /// Events are read up to this long before now, for those still being ingested.
 pub const SETTLE: Duration = Duration::from_secs(5);
@@ -96,7 +97,7 @@ impl LogApi for SdkLogs {
                 )
             })
             .collect();
-        Ok(Page { items, next_token: page.next_token().map(str::to_owned) })
+        Ok((items, page.next_token().map(str::to_owned)))
     }
 }
 
@@ -159,34 +160,25 @@ impl<A: LogApi> LogSource<A> {
         start_ms: i64,
         end_ms: i64,
     ) -> Result<Vec<(String, i64)>, SourceError> {
-        let mut found = Vec::new();
-        let mut token = None;
-        loop {
-            self.pace.until_ready().await;
-            self.calls += 1;
-            let page =
-                self.api.filter_log_events(group, pattern, start_ms, end_ms - 1, token).await;
-            let page = match page {
-                Ok(page) => page,
+        let (api, pace, calls) = (&self.api, &self.pace, &mut self.calls);
+        let found = all_pages(async |token| {
+            pace.until_ready().await;
+            *calls += 1;
+            match api.filter_log_events(group, pattern, start_ms, end_ms - 1, token).await {
                 // A group nobody has written to yet has no matches: not an outage.
                 Err(error) if error.code == "ResourceNotFoundException" => {
                     warn!(
                         message = "A rule's log group does not exist (yet); counting no matches.",
                         group
                     );
-                    return Ok(found);
+                    Ok((Vec::new(), None))
                 }
-                Err(error) => return Err(error),
-            };
-            // The agent's manifests are not the application's logs.
-            found.extend(
-                page.items.into_iter().filter(|(stream, _)| !stream.ends_with(MANIFEST_SUFFIX)),
-            );
-            token = page.next_token;
-            if token.is_none() {
-                return Ok(found);
+                page => page,
             }
-        }
+        })
+        .await?;
+        // The agent's manifests are not the application's logs.
+        Ok(found.into_iter().filter(|(stream, _)| !stream.ends_with(MANIFEST_SUFFIX)).collect())
     }
 }
 

@@ -10,9 +10,10 @@ use aws_sdk_cloudwatch::Client;
 use aws_sdk_cloudwatch::primitives::DateTime;
 use aws_sdk_cloudwatch::types::{Dimension, DimensionFilter, Metric, MetricDataQuery, MetricStat};
 
-use super::{Page, SourceError};
+use super::SourceError;
 use crate::engine::evaluate::Labels;
 use crate::rules::model::MetricQuery;
+use klaxon_common::paginate::{Page, all_pages};
 
 /// GetMetricData's limit on queries in one call.
 pub const MAX_QUERIES_PER_CALL: usize = 500;
@@ -102,7 +103,7 @@ impl MetricApi for SdkMetrics {
                     .collect()
             })
             .collect();
-        Ok(Page { items, next_token: page.next_token().map(str::to_owned) })
+        Ok((items, page.next_token().map(str::to_owned)))
     }
 
     async fn get_metric_data(
@@ -138,7 +139,7 @@ impl MetricApi for SdkMetrics {
                 (result.id().unwrap_or_default().to_owned(), points)
             })
             .collect();
-        Ok(Page { items, next_token: page.next_token().map(str::to_owned) })
+        Ok((items, page.next_token().map(str::to_owned)))
     }
 }
 
@@ -188,27 +189,23 @@ impl<A: MetricApi> MetricSource<A> {
             .map(|(name, value)| (name.clone(), Some(value.clone())))
             .collect();
         filters.extend(group_by.iter().map(|name| (name.clone(), None)));
+        let (api, calls) = (&self.api, &mut self.calls);
+        let listed = all_pages(async |token| {
+            *calls += 1;
+            api.list_metrics(&query.namespace, &query.metric, &filters, token).await
+        })
+        .await?;
         let mut found: BTreeMap<Labels, BTreeMap<String, String>> = BTreeMap::new();
-        let mut token = None;
-        loop {
-            self.calls += 1;
-            let page =
-                self.api.list_metrics(&query.namespace, &query.metric, &filters, token).await?;
-            for dimensions in page.items {
-                let labels: Labels = group_by
-                    .iter()
-                    .filter_map(|k| dimensions.get(k).map(|v| (k.clone(), v.clone())))
-                    .collect();
-                let fits = labels.len() == group_by.len()
-                    && query.dimensions.iter().all(|(k, v)| dimensions.get(k) == Some(v));
-                let fewer = found.get(&labels).is_none_or(|known| dimensions.len() < known.len());
-                if fits && fewer {
-                    found.insert(labels, dimensions);
-                }
-            }
-            token = page.next_token;
-            if token.is_none() {
-                break;
+        for dimensions in listed {
+            let labels: Labels = group_by
+                .iter()
+                .filter_map(|k| dimensions.get(k).map(|v| (k.clone(), v.clone())))
+                .collect();
+            let fits = labels.len() == group_by.len()
+                && query.dimensions.iter().all(|(k, v)| dimensions.get(k) == Some(v));
+            let fewer = found.get(&labels).is_none_or(|known| dimensions.len() < known.len());
+            if fits && fewer {
+                found.insert(labels, dimensions);
             }
         }
         let series: Vec<Series> =
@@ -231,17 +228,14 @@ impl<A: MetricApi> MetricSource<A> {
         for chunk in requests.chunks(MAX_QUERIES_PER_CALL) {
             self.metrics_requested +=
                 chunk.iter().filter(|(_, r)| matches!(r, Request::Stat { .. })).count() as u64;
-            let mut token = None;
-            loop {
-                self.calls += 1;
-                let page = self.api.get_metric_data(chunk, period, start, end, token).await?;
-                for (id, points) in page.items {
-                    results.entry(id).or_default().extend(points);
-                }
-                token = page.next_token;
-                if token.is_none() {
-                    break;
-                }
+            let (api, calls) = (&self.api, &mut self.calls);
+            let pages = all_pages(async |token| {
+                *calls += 1;
+                api.get_metric_data(chunk, period, start, end, token).await
+            })
+            .await?;
+            for (id, points) in pages {
+                results.entry(id).or_default().extend(points);
             }
         }
         for points in results.values_mut() {

@@ -4,13 +4,6 @@
 pub mod logs;
 pub mod metrics;
 
-/// One page of an answer, and the token of the next (none: the last page).
-#[derive(Debug, Clone, PartialEq)]
-pub struct Page<T> {
-    pub items: Vec<T>,
-    pub next_token: Option<String>,
-}
-
 /// A CloudWatch call that failed: which API, with what error code.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{api}: {code}: {message}")]
