@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use crate::StackError;
-use crate::cache::{home, lock};
+use crate::cache::{home, io, lock};
 
 /// The pinned Python packages of the stack, compiled in so the binaries work from anywhere.
 const REQUIREMENTS: &str = include_str!("../stack/requirements.txt");
@@ -25,20 +25,14 @@ pub fn ensure_python() -> Result<PathBuf, StackError> {
     let python = venv.join("bin").join("python");
     if fs::read_to_string(&stamp).ok().as_deref() != Some(REQUIREMENTS) {
         build_venv(&venv)?;
-        fs::write(&stamp, REQUIREMENTS).map_err(|source| StackError::Io {
-            what: format!("writing {}", stamp.display()),
-            source,
-        })?;
+        fs::write(&stamp, REQUIREMENTS).map_err(io(format!("writing {}", stamp.display())))?;
     }
     Ok(python)
 }
 
 fn build_venv(venv: &Path) -> Result<(), StackError> {
     if venv.exists() {
-        fs::remove_dir_all(venv).map_err(|source| StackError::Io {
-            what: format!("removing the stale {}", venv.display()),
-            source,
-        })?;
+        fs::remove_dir_all(venv).map_err(io(format!("removing the stale {}", venv.display())))?;
     }
     let system_python = std::env::var_os("KLAXON_PYTHON").unwrap_or_else(|| "python3".into());
     let has_venv = Command::new(&system_python).args(["-c", "import ensurepip, venv"]).output();
@@ -63,10 +57,8 @@ fn build_venv(venv: &Path) -> Result<(), StackError> {
     );
     run(Command::new(&system_python).arg("-m").arg("venv").arg(venv))?;
     let requirements = venv.join("requirements.txt");
-    fs::write(&requirements, REQUIREMENTS).map_err(|source| StackError::Io {
-        what: format!("writing {}", requirements.display()),
-        source,
-    })?;
+    fs::write(&requirements, REQUIREMENTS)
+        .map_err(io(format!("writing {}", requirements.display())))?;
     run(Command::new(venv.join("bin").join("pip"))
         .args(["install", "--quiet", "--disable-pip-version-check", "-r"])
         .arg(&requirements))
@@ -74,9 +66,7 @@ fn build_venv(venv: &Path) -> Result<(), StackError> {
 
 fn run(command: &mut Command) -> Result<(), StackError> {
     let shown = format!("{command:?}");
-    let output = command
-        .output()
-        .map_err(|source| StackError::Io { what: format!("running {shown}"), source })?;
+    let output = command.output().map_err(io(format!("running {shown}")))?;
     if output.status.success() {
         Ok(())
     } else {
