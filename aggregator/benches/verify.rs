@@ -35,12 +35,14 @@ fn shipped() -> (Vec<ManifestRecord>, Vec<ReadEvent>) {
             fingerprint: "256:00".into(),
             from: Some(batch as u64 * 151_000),
             to: (batch as u64 + 1) * 151_000,
+            size: None,
         }];
         let record = ManifestRecord {
             klaxon_manifest: FORMAT_VERSION,
             seq: batch as u64,
             prev,
             files,
+            gaps: Vec::new(),
             events: PER_BATCH as u64,
             rejected: 0,
             first_ts: first,

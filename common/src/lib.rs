@@ -7,7 +7,8 @@
 //! - [`logging`]: the tracing set-up; [`service_manager`]: systemd's READY/WATCHDOG;
 //!   [`signals`]: the daemons' runtime and the signals they answer.
 //! - [`manifest_record`]: what a log manifest record holds (the agent writes them,
-//!   `klaxon logs verify` reads them).
+//!   `klaxon logs verify` reads them); [`coverage`]: which bytes of each file a manifest
+//!   shows shipped, declared lost, or neither.
 //! - [`clock`]: the one source of time (wall and monotonic), real or tokio's paused one.
 //! - [`backoff`]: exponential back-off with full jitter; [`aws_error`]: what to do about
 //!   an AWS error; [`paginate`]: following `NextToken` pages.
@@ -18,6 +19,7 @@ pub mod aws_error;
 pub mod backoff;
 pub mod clock;
 pub mod config_file;
+pub mod coverage;
 pub mod diagnostic;
 pub mod logging;
 pub mod manifest_record;

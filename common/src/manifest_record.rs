@@ -24,6 +24,25 @@ pub struct FileRange {
     pub from: Option<u64>,
     /// The offset after the batch's last line.
     pub to: u64,
+    /// The file's size when the agent last looked: what it has seen and not yet shipped
+    /// lies between `to` and this.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub size: Option<u64>,
+}
+
+/// Bytes of a file the agent could not ship, and says so: a gap marker event in the
+/// stream, and this in the manifest.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeclaredGap {
+    pub path: String,
+    pub dev: u64,
+    pub inode: u64,
+    /// As in [`FileRange`].
+    pub fingerprint: String,
+    pub from: u64,
+    /// The end of the lost bytes; none when it is not known (the file was not found).
+    pub to: Option<u64>,
+    pub reason: String,
 }
 
 /// One acknowledged batch.
@@ -35,6 +54,9 @@ pub struct ManifestRecord {
     /// The previous record's `hash`, or `start:…` for the first.
     pub prev: String,
     pub files: Vec<FileRange>,
+    /// Bytes of files the agent declares lost, with the gap marker this batch carries.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub gaps: Vec<DeclaredGap>,
     /// Events CloudWatch Logs accepted (what `sha256` covers).
     pub events: u64,
     /// Events of the batch CloudWatch Logs rejected (too old, too new); reported as gaps.
@@ -118,7 +140,9 @@ mod tests {
                 fingerprint: "256:00ff".into(),
                 from: Some(0),
                 to: 4,
+                size: None,
             }],
+            gaps: Vec::new(),
             events: digest.count(),
             rejected: 0,
             first_ts: 1,
@@ -133,6 +157,8 @@ mod tests {
     fn a_sealed_record_survives_json_and_any_change_breaks_its_hash() {
         let sealed = record();
         let text = serde_json::to_string(&sealed).expect("json");
+        // Records written before sizes and gaps existed serialize, and so hash, the same.
+        assert!(!text.contains("\"size\"") && !text.contains("\"gaps\""), "{text}");
         let back: ManifestRecord = serde_json::from_str(&text).expect("parse");
         assert_eq!(back.compute_hash(), back.hash);
         let altered = ManifestRecord { events: 3, ..back };

@@ -11,7 +11,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::destination::Destination;
 use klaxon_common::manifest_record::{
-    CHAIN_START, EventsDigest, FORMAT_VERSION, FileRange, MANIFEST_SUFFIX, ManifestRecord,
+    CHAIN_START, DeclaredGap, EventsDigest, FORMAT_VERSION, FileRange, MANIFEST_SUFFIX,
+    ManifestRecord,
 };
 use klaxon_common::state_file::{read_json, write_atomically};
 
@@ -37,6 +38,7 @@ enum StateFile {
 #[derive(Debug)]
 pub struct BatchSummary {
     pub files: Vec<FileRange>,
+    pub gaps: Vec<DeclaredGap>,
     pub digest: EventsDigest,
     pub rejected: u64,
     pub first_ts: i64,
@@ -94,6 +96,7 @@ impl Manifests {
             seq: chain.next_seq,
             prev,
             files: batch.files,
+            gaps: batch.gaps,
             events: batch.digest.count(),
             rejected: batch.rejected,
             first_ts: batch.first_ts,
@@ -131,7 +134,14 @@ mod tests {
     fn batch(message: &str) -> BatchSummary {
         let mut digest = EventsDigest::default();
         digest.add(1, message);
-        BatchSummary { files: Vec::new(), digest, rejected: 0, first_ts: 1, last_ts: 1 }
+        BatchSummary {
+            files: Vec::new(),
+            gaps: Vec::new(),
+            digest,
+            rejected: 0,
+            first_ts: 1,
+            last_ts: 1,
+        }
     }
 
     #[test]

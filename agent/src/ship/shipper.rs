@@ -20,12 +20,12 @@ use crate::destination::Destination;
 use crate::stats::AgentStats;
 use crate::tail::checkpoint::{Checkpoint, Checkpoints};
 use crate::tail::identity::FileKey;
-use crate::tail::outlet::{FileRef, ShipItem, event_bytes};
+use crate::tail::outlet::{FileRef, ShipItem, event_bytes, gap_marker};
 use crate::tail::reader::Position;
 use klaxon_common::aws_error::Action;
 use klaxon_common::backoff::Backoff;
 use klaxon_common::clock::unix_ms;
-use klaxon_common::manifest_record::{EventsDigest, FileRange};
+use klaxon_common::manifest_record::{DeclaredGap, EventsDigest, FileRange};
 
 /// How long the first event of a batch waits for others before the batch is sent.
 pub const BATCH_WAIT: Duration = Duration::from_secs(1);
@@ -43,12 +43,24 @@ const RETRY_MAX_DELAY: Duration = Duration::from_secs(10);
 enum Queued {
     Event {
         event: OutEvent,
-        /// The file position this event completes, for events read from a file.
-        source: Option<(Arc<FileRef>, Position)>,
+        origin: Origin,
         /// Budget bytes to give back once acknowledged (0 for the shipper's own notices).
         reserved: u64,
     },
+    /// A file's content starts again at 0.
+    Restart(Arc<FileRef>),
     Done(FileKey),
+}
+
+/// Where a queued event comes from, which its acknowledgement records.
+#[derive(Debug, Clone)]
+enum Origin {
+    /// A file: the position the event completes, and the file's size when read.
+    File { file: Arc<FileRef>, position: Position, seen: u64 },
+    /// The marker of bytes lost.
+    Gap(DeclaredGap),
+    /// A notice of the shipper's own.
+    Agent,
 }
 
 /// What a shipper shares with the rest of the agent.
@@ -103,7 +115,7 @@ pub async fn run_shipper<S: LogSink>(
                 () = tokio::time::sleep_until(deadline) => break,
             }
         }
-        forget_finished_files(&mut queue, &context);
+        apply_file_changes(&mut queue, &context);
         let (batch, sources, reserved) = take_batch(&mut queue);
         if batch.is_empty() {
             continue;
@@ -191,24 +203,38 @@ async fn put_until_answered<S: LogSink>(
 /// Queues an item's events; returns their size as CloudWatch counts it.
 fn enqueue(queue: &mut VecDeque<Queued>, item: ShipItem) -> usize {
     match item {
-        ShipItem::Events { file, events } => {
+        ShipItem::Events { file, events, seen } => {
             let mut bytes = 0;
             for event in events {
                 let reserved = event_bytes(&event.message);
                 bytes += event.message.len() + EVENT_OVERHEAD_BYTES;
-                let source = Some((Arc::clone(&file), event.position));
+                let origin =
+                    Origin::File { file: Arc::clone(&file), position: event.position, seen };
                 let event = OutEvent { timestamp_ms: event.timestamp_ms, message: event.message };
-                queue.push_back(Queued::Event { event, source, reserved });
+                queue.push_back(Queued::Event { event, origin, reserved });
             }
             bytes
         }
-        ShipItem::Notice { text } => {
-            let reserved = event_bytes(&text);
-            let timestamp_ms = unix_ms(std::time::SystemTime::now());
-            let event = OutEvent { timestamp_ms, message: text };
+        ShipItem::Gap { file, from, to, reason } => {
+            let message = gap_marker(&file, from, to, reason);
+            let reserved = event_bytes(&message);
+            let gap = DeclaredGap {
+                path: file.path.display().to_string(),
+                dev: file.key.dev,
+                inode: file.key.ino,
+                fingerprint: fingerprint_text(&file),
+                from,
+                to,
+                reason: reason.to_owned(),
+            };
+            let event = OutEvent { timestamp_ms: unix_ms(std::time::SystemTime::now()), message };
             let bytes = event.size();
-            queue.push_back(Queued::Event { event, source: None, reserved });
+            queue.push_back(Queued::Event { event, origin: Origin::Gap(gap), reserved });
             bytes
+        }
+        ShipItem::Restart { file } => {
+            queue.push_back(Queued::Restart(file));
+            0
         }
         ShipItem::Done { key } => {
             queue.push_back(Queued::Done(key));
@@ -217,21 +243,32 @@ fn enqueue(queue: &mut VecDeque<Queued>, item: ShipItem) -> usize {
     }
 }
 
-/// Files whose end is at the front of the queue are fully shipped.
-fn forget_finished_files(queue: &mut VecDeque<Queued>, context: &ShipperContext) {
-    while let Some(Queued::Done(key)) = queue.front() {
-        let key = *key;
-        queue.pop_front();
-        let mut checkpoints = context.checkpoints.lock().unwrap_or_else(PoisonError::into_inner);
-        checkpoints.forget(&key);
-        if let Err(error) = checkpoints.save() {
-            error!(message = "Cannot save checkpoints.", %error);
+/// What changes of files are at the front of the queue, all before them acknowledged:
+/// a finished file's checkpoint goes, a restarted one's starts again at 0.
+fn apply_file_changes(queue: &mut VecDeque<Queued>, context: &ShipperContext) {
+    let mut changed = false;
+    let mut checkpoints = lock(&context.checkpoints);
+    loop {
+        match queue.front() {
+            Some(Queued::Done(key)) => checkpoints.forget(key),
+            Some(Queued::Restart(file)) => checkpoints.acknowledge(Checkpoint {
+                key: file.key,
+                fingerprint: file.fingerprint,
+                path: file.path.clone(),
+                position: Position::at(0),
+            }),
+            _ => break,
         }
+        queue.pop_front();
+        changed = true;
+    }
+    if changed && let Err(error) = checkpoints.save() {
+        error!(message = "Cannot save checkpoints.", %error);
     }
 }
 
-/// For each event of a batch, in read order: the file position it completes.
-type Sources = Vec<Option<(Arc<FileRef>, Position)>>;
+/// For each event of a batch, in read order: where it comes from.
+type Sources = Vec<Origin>;
 
 /// The longest run of events at the front of the queue that fits one batch.
 /// Also the budget bytes the batch holds.
@@ -240,14 +277,14 @@ fn take_batch(queue: &mut VecDeque<Queued>) -> (Batch, Sources, u64) {
     let mut sources = Vec::new();
     let mut reserved_total = 0;
     while let Some(Queued::Event { .. }) = queue.front() {
-        let Some(Queued::Event { event, source, reserved }) = queue.pop_front() else { break };
+        let Some(Queued::Event { event, origin, reserved }) = queue.pop_front() else { break };
         match batch.try_add(event) {
             Ok(()) => {
-                sources.push(source);
+                sources.push(origin);
                 reserved_total += reserved;
             }
             Err(event) => {
-                queue.push_front(Queued::Event { event, source, reserved });
+                queue.push_front(Queued::Event { event, origin, reserved });
                 break;
             }
         }
@@ -273,50 +310,48 @@ async fn send_batch<S: LogSink>(
     let SentBatch { batch, sources, reserved } = sent;
     let batch_bytes = batch.bytes() as u64;
     let events = batch.into_events();
-    let summary = match put_until_answered(destination, &events, sink, context).await {
-        Ok(rejected) => {
+    // What CloudWatch Logs did not keep: the indexes, and why (for the marker).
+    let (rejected, why): (Vec<usize>, String) = match put_until_answered(
+        destination,
+        &events,
+        sink,
+        context,
+    )
+    .await
+    {
+        Ok(answer) => {
             context.stats.batches.add(1);
             context.stats.events_sent.add(events.len() as u64);
             context.stats.bytes_sent.add(batch_bytes);
-            let reasons = rejected.reasons(events.len());
-            if !reasons.is_empty() {
-                context.stats.events_rejected.add(reasons.len() as u64);
-                let lines = reasons.len();
-                let bytes: usize = reasons.iter().map(|&(i, _)| events[i].message.len()).sum();
-                let text = format!(
-                    "[klaxon: gap: {lines} lines / {bytes} bytes rejected by CloudWatch Logs ({})]",
-                    reasons[0].1
-                );
-                warn!(message = "CloudWatch Logs rejected events.", group = %destination.group, stream = %destination.stream, lines, bytes);
-                queue_notice(queue, text);
-            }
-            Some(summarize(&events, &reasons))
+            let reasons = answer.reasons(events.len());
+            let why = reasons
+                .first()
+                .map(|(_, reason)| format!("rejected by CloudWatch Logs ({reason})"));
+            (reasons.iter().map(|&(index, _)| index).collect(), why.unwrap_or_default())
         }
         Err(error) => {
-            context.stats.events_rejected.add(events.len() as u64);
-            let bytes: usize = events.iter().map(|e| e.message.len()).sum();
             error!(message = "CloudWatch Logs refused a batch; it is dropped.", group = %destination.group, stream = %destination.stream, %error);
-            queue_notice(
-                queue,
-                format!(
-                    "[klaxon: gap: {} lines / {bytes} bytes refused by CloudWatch Logs: {error}]",
-                    events.len()
-                ),
-            );
-            None
+            ((0..events.len()).collect(), format!("refused by CloudWatch Logs: {error}"))
         }
     };
-    acknowledge(destination, &sources, summary, context);
+    if !rejected.is_empty() {
+        context.stats.events_rejected.add(rejected.len() as u64);
+        let lines = rejected.len();
+        let bytes: usize = rejected.iter().map(|&index| events[index].message.len()).sum();
+        warn!(message = "CloudWatch Logs did not keep events.", group = %destination.group, stream = %destination.stream, lines, bytes, why);
+        queue_notice(queue, format!("[klaxon: gap: {lines} lines / {bytes} bytes {why}]"));
+    }
+    acknowledge(destination, &sources, summarize(&events, &rejected), context);
     context.budget.release(reserved);
 }
 
 /// What CloudWatch Logs kept of a sent batch: the digest of its accepted events and
-/// their time span, and how many it rejected.
-fn summarize(events: &[OutEvent], rejected: &[(usize, &str)]) -> (EventsDigest, u64, i64, i64) {
+/// their time span, and how many it did not keep (rejected, or all of a refused batch).
+fn summarize(events: &[OutEvent], rejected: &[usize]) -> (EventsDigest, u64, i64, i64) {
     let mut digest = EventsDigest::default();
     let (mut first, mut last) = (i64::MAX, i64::MIN);
     for (index, event) in events.iter().enumerate() {
-        if rejected.iter().any(|&(i, _)| i == index) {
+        if rejected.contains(&index) {
             continue;
         }
         digest.add(event.timestamp_ms, &event.message);
@@ -332,28 +367,38 @@ fn summarize(events: &[OutEvent], rejected: &[(usize, &str)]) -> (EventsDigest, 
 /// Each file's byte range in a batch: from its last acknowledged offset to the batch's.
 fn file_ranges(sources: &Sources, checkpoints: &Checkpoints) -> Vec<FileRange> {
     let mut ranges: Vec<FileRange> = Vec::new();
-    for (file, position) in sources.iter().flatten() {
+    for source in sources {
+        let Origin::File { file, position, seen } = source else { continue };
         let known = ranges.iter_mut().find(|r| r.dev == file.key.dev && r.inode == file.key.ino);
         match known {
-            Some(range) => range.to = position.offset,
+            Some(range) => {
+                range.to = position.offset;
+                range.size = Some(*seen);
+            }
             None => ranges.push(FileRange {
                 path: file.path.display().to_string(),
                 dev: file.key.dev,
                 inode: file.key.ino,
-                fingerprint: format!("{}:{:016x}", file.fingerprint.len, file.fingerprint.hash),
+                fingerprint: fingerprint_text(file),
                 from: checkpoints.get(&file.key).map(|c| c.position.offset),
                 to: position.offset,
+                size: Some(*seen),
             }),
         }
     }
     ranges
 }
 
+/// A file's fingerprint as manifests write it, `LEN:HEX`.
+fn fingerprint_text(file: &FileRef) -> String {
+    format!("{}:{:016x}", file.fingerprint.len, file.fingerprint.hash)
+}
+
 /// A notice goes first in the next batch.
 fn queue_notice(queue: &mut VecDeque<Queued>, text: String) {
     let timestamp_ms = unix_ms(std::time::SystemTime::now());
     let event = OutEvent { timestamp_ms, message: text };
-    queue.push_front(Queued::Event { event, source: None, reserved: 0 });
+    queue.push_front(Queued::Event { event, origin: Origin::Agent, reserved: 0 });
 }
 
 /// Seals the batch's manifest record (saved first: no checkpoint moves past a batch
@@ -362,21 +407,28 @@ fn queue_notice(queue: &mut VecDeque<Queued>, text: String) {
 fn acknowledge(
     destination: &Destination,
     sources: &Sources,
-    summary: Option<(EventsDigest, u64, i64, i64)>,
+    (digest, rejected, first_ts, last_ts): (EventsDigest, u64, i64, i64),
     context: &ShipperContext,
 ) {
     let mut checkpoints = lock(&context.checkpoints);
-    if let Some((digest, rejected, first_ts, last_ts)) = summary {
-        let files = file_ranges(sources, &checkpoints);
-        let batch = BatchSummary { files, digest, rejected, first_ts, last_ts };
-        let started = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
-        let mut manifests = lock(&context.manifests);
-        manifests.append(destination, batch, &started);
-        if let Err(error) = manifests.save() {
-            error!(message = "Cannot save the manifests.", %error);
-        }
+    let files = file_ranges(sources, &checkpoints);
+    let gaps = sources
+        .iter()
+        .filter_map(|source| match source {
+            Origin::Gap(gap) => Some(gap.clone()),
+            _ => None,
+        })
+        .collect();
+    let batch = BatchSummary { files, gaps, digest, rejected, first_ts, last_ts };
+    let started = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+    let mut manifests = lock(&context.manifests);
+    manifests.append(destination, batch, &started);
+    if let Err(error) = manifests.save() {
+        error!(message = "Cannot save the manifests.", %error);
     }
-    for (file, position) in sources.iter().flatten() {
+    drop(manifests);
+    for source in sources {
+        let Origin::File { file, position, .. } = source else { continue };
         checkpoints.acknowledge(Checkpoint {
             key: file.key,
             fingerprint: file.fingerprint,

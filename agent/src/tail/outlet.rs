@@ -28,10 +28,14 @@ pub trait Outlet {
 /// What the reader hands a shipper.
 #[derive(Debug)]
 pub enum ShipItem {
-    /// Events read from one file, in file order.
-    Events { file: Arc<FileRef>, events: Vec<TailEvent> },
-    /// A message of the agent's own, such as a gap marker.
-    Notice { text: String },
+    /// Events read from one file, in file order, and the file's size when they were read.
+    Events { file: Arc<FileRef>, events: Vec<TailEvent>, seen: u64 },
+    /// Bytes `from..to` of a file are lost (`to` unknown: to its end): a marker goes in
+    /// the stream and the gap in the manifest.
+    Gap { file: Arc<FileRef>, from: u64, to: Option<u64>, reason: &'static str },
+    /// The file's content starts again at byte 0 (it was truncated): what follows is
+    /// read from 0, and its checkpoint says so once everything before is acknowledged.
+    Restart { file: Arc<FileRef> },
     /// The file is gone and read to its end: forget its checkpoint once everything
     /// before this is acknowledged.
     Done { key: FileKey },
@@ -42,8 +46,10 @@ impl ShipItem {
     pub fn reserved_bytes(&self) -> u64 {
         match self {
             ShipItem::Events { events, .. } => events.iter().map(|e| event_bytes(&e.message)).sum(),
-            ShipItem::Notice { text } => event_bytes(text),
-            ShipItem::Done { .. } => 0,
+            ShipItem::Gap { file, from, to, reason } => {
+                event_bytes(&gap_marker(file, *from, *to, reason))
+            }
+            ShipItem::Restart { .. } | ShipItem::Done { .. } => 0,
         }
     }
 }
@@ -52,6 +58,17 @@ impl ShipItem {
 /// allocator rounding, and its copy in the request being sent (measured: about 100 bytes
 /// for 150-byte lines).
 const EVENT_MEMORY_OVERHEAD_BYTES: u64 = 96;
+
+/// The event that marks lost bytes in the stream, for people and for `klaxon logs query`.
+pub fn gap_marker(file: &FileRef, from: u64, to: Option<u64>, reason: &str) -> String {
+    let path = file.path.display();
+    match to {
+        Some(to) => {
+            format!("[klaxon: gap: {} bytes ({from}..{to}) of {path}, {reason}]", to - from)
+        }
+        None => format!("[klaxon: gap: bytes from {from} to the end of {path}, {reason}]"),
+    }
+}
 
 /// The budget bytes an event holds while it waits for its acknowledgement.
 pub fn event_bytes(message: &str) -> u64 {

@@ -69,8 +69,6 @@ pub struct ReadOutcome {
     pub bytes: u64,
     /// The read stopped at its budget, not at the end of the file.
     pub more: bool,
-    /// The file was shorter than the offset: it was truncated and is read again from 0.
-    pub truncated: bool,
 }
 
 /// The reading state of one file.
@@ -132,7 +130,8 @@ impl LineReader {
         }
     }
 
-    /// Reads up to `budget_bytes` of new data from `file` and frames what it can.
+    /// Reads up to `budget_bytes` of new data from `file` and frames what it can. A file
+    /// shorter than the offset reads nothing: its owner notices and calls [`Self::restart`].
     /// `scratch` is a reusable read buffer of [`READ_CHUNK_BYTES`].
     pub fn read(
         &mut self,
@@ -144,11 +143,6 @@ impl LineReader {
         out: &mut Vec<TailEvent>,
     ) -> io::Result<ReadOutcome> {
         let mut outcome = ReadOutcome::default();
-        let size = file.metadata()?.len();
-        if size < self.read_offset() {
-            self.restart(clock, out);
-            outcome.truncated = true;
-        }
         scratch.resize(READ_CHUNK_BYTES.min(budget_bytes.max(1024)), 0);
         let chunk = scratch.as_mut_slice();
         while (outcome.bytes as usize) < budget_bytes {
@@ -665,7 +659,9 @@ mod tests {
         use std::io::Seek;
         f.file.as_file_mut().rewind().expect("rewind");
         f.append(b"new\n");
-        let events = f.read();
+        let mut events = Vec::new();
+        f.reader.restart(&mut f.clock, &mut events);
+        events.extend(f.read());
         let got: Vec<_> = events.iter().map(|e| (e.message.as_str(), e.position.offset)).collect();
         assert_eq!(got, [("old partial", 20), ("new", 4)]);
     }

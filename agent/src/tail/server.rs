@@ -431,9 +431,20 @@ impl<O: Outlet> FileServer<O> {
                     );
                 }
                 None => {
-                    let mut checkpoints =
-                        self.checkpoints.lock().unwrap_or_else(PoisonError::into_inner);
-                    checkpoints.forget(&checkpoint.key);
+                    // Gone while the agent was stopped: whatever followed the checkpoint
+                    // is lost, as far as anyone can tell; the checkpoint goes once the
+                    // marker is acknowledged.
+                    let named = self.stream_path(source_index, &checkpoint.path);
+                    let destination = self.destination(source_index, &named);
+                    let Checkpoint { key, fingerprint, path, position } = checkpoint;
+                    let file = Arc::new(FileRef { key, fingerprint, path });
+                    let reason = "not found when the agent started (deleted while it was stopped)";
+                    let from = position.offset;
+                    let declared = self.declare_gap(&destination, &file, from, None, reason);
+                    let done = ShipItem::Done { key };
+                    if declared.and_then(|()| self.outlet.deliver(&destination, done)).is_err() {
+                        return;
+                    }
                 }
             }
         }
@@ -570,7 +581,7 @@ impl<O: Outlet> FileServer<O> {
         let mut events = Vec::new();
         if truncated || rewritten {
             self.read_rest_from_copy(tracked, size_before, now)?;
-            tracked.reader.restart(&mut tracked.clock, &mut events);
+            self.restart(tracked)?;
         }
         let Some(handle) = tracked.handle.as_ref() else { return Ok(Some(false)) };
         let quarter = usize::try_from(self.settings.max_buffer_bytes / 4).unwrap_or(usize::MAX);
@@ -597,7 +608,7 @@ impl<O: Outlet> FileServer<O> {
             tracked.last_used = now;
             self.stats.bytes_read.add(outcome.bytes);
         }
-        let truncated = truncated || rewritten || outcome.truncated;
+        let truncated = truncated || rewritten;
         if truncated {
             self.stats.truncations.add(1);
             info!(message = "File truncated; reading it again from the start.", path = %tracked.file.path.display());
@@ -666,27 +677,39 @@ impl<O: Outlet> FileServer<O> {
         }
         if size_before > read_to {
             let reason = "truncated before they were read (copytruncate) and not in a copy";
-            self.declare_gap(tracked, read_to..size_before, reason)?;
+            self.declare_gap(&tracked.destination, &file, read_to, Some(size_before), reason)?;
         }
         Ok(())
     }
 
-    /// Ships a marker for bytes of a file that are lost, and counts them.
+    /// The file's content starts again at 0: what the old content left is shipped, and
+    /// the manifest and checkpoint learn that what follows is new, under its new first
+    /// bytes (so a restart from the checkpoint does not take the copy for the file).
+    fn restart(&mut self, tracked: &mut Tracked) -> Result<(), Stopping> {
+        let mut events = Vec::new();
+        tracked.reader.restart(&mut tracked.clock, &mut events);
+        self.hand_on(tracked, events)?;
+        if let Some(Ok(fingerprint)) = tracked.handle.as_ref().map(Fingerprint::read) {
+            tracked.file = Arc::new(FileRef { fingerprint, ..(*tracked.file).clone() });
+        }
+        let restart = ShipItem::Restart { file: Arc::clone(&tracked.file) };
+        self.outlet.deliver(&tracked.destination, restart)
+    }
+
+    /// Ships a marker for bytes of a file that are lost (to its end when `range.end` is
+    /// not known), declares them in the manifest, and counts them.
     fn declare_gap(
         &mut self,
-        tracked: &Tracked,
-        range: std::ops::Range<u64>,
-        reason: &str,
+        destination: &Arc<Destination>,
+        file: &Arc<FileRef>,
+        from: u64,
+        to: Option<u64>,
+        reason: &'static str,
     ) -> Result<(), Stopping> {
-        let lost = range.end - range.start;
         self.stats.gaps.add(1);
-        let path = tracked.file.path.display();
-        warn!(message = "Log data lost.", %path, from = range.start, to = range.end, reason);
-        let text = format!(
-            "[klaxon: gap: ? lines / {lost} bytes ({}..{}) of {path}, {reason}]",
-            range.start, range.end
-        );
-        self.outlet.deliver(&tracked.destination, ShipItem::Notice { text })
+        warn!(message = "Log data lost.", path = %file.path.display(), from, to, reason);
+        let gap = ShipItem::Gap { file: Arc::clone(file), from, to, reason };
+        self.outlet.deliver(destination, gap)
     }
 
     /// The size of the file now: through the handle when open, else at its path.
@@ -728,7 +751,8 @@ impl<O: Outlet> FileServer<O> {
         let from = tracked.reader.framed_offset();
         if tracked.last_size > from {
             let reason = "deleted before it was read to its end";
-            self.declare_gap(tracked, from..tracked.last_size, reason)?;
+            let last_size = Some(tracked.last_size);
+            self.declare_gap(&tracked.destination, &tracked.file, from, last_size, reason)?;
         }
         self.outlet.deliver(&tracked.destination, ShipItem::Done { key: tracked.file.key })
     }
@@ -739,7 +763,8 @@ impl<O: Outlet> FileServer<O> {
             return Ok(());
         }
         self.stats.lines_read.add(events.len() as u64);
-        let item = ShipItem::Events { file: Arc::clone(&tracked.file), events };
+        let seen = tracked.last_size.max(tracked.reader.read_offset());
+        let item = ShipItem::Events { file: Arc::clone(&tracked.file), events, seen };
         self.outlet.deliver(&tracked.destination, item)
     }
 

@@ -11,12 +11,19 @@
 //! (events missing from it or added to it), a batch no record covers (extra), unless
 //! every event of it is found again in verified batches (a duplicate that at-least-once
 //! delivery explains, such as the batch in flight when the agent was killed).
+//!
+//! The records also say which bytes of each file were shipped and which the agent
+//! declared lost ([`klaxon_common::coverage`]): bytes that are neither are loss, named by
+//! file, identity and byte range. The [`Verdict`] tells complete, complete except
+//! declared gaps, and lost or altered apart.
 
 use std::collections::{BTreeMap, HashMap};
+use std::ops::Range;
 
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
+use klaxon_common::coverage::coverage;
 use klaxon_common::manifest_record::{CHAIN_START, EventsDigest, FileRange, ManifestRecord};
 
 /// One event as read back.
@@ -76,17 +83,41 @@ pub struct StreamReport {
     pub duplicates: Vec<Finding>,
     /// Problems of the manifest itself: a broken chain, an altered record.
     pub chain: Vec<Finding>,
-    /// What the agent itself reported not shipping (rejected by CloudWatch Logs).
+    /// Bytes of a file that the manifest shows neither shipped nor declared lost.
+    pub lost: Vec<Finding>,
+    /// What the agent itself declared not shipped: bytes it could not read, events
+    /// CloudWatch Logs rejected.
     pub gaps: Vec<Finding>,
+    /// Bytes the agent had seen and not yet shipped as of its last record (informative:
+    /// a later record may ship them).
+    pub not_yet_shipped: Vec<Finding>,
+}
+
+/// What an auditor concludes of a stream: `klaxon logs verify`'s exit statuses 0, 3, 1.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Verdict {
+    Complete,
+    CompleteExceptDeclaredGaps,
+    LostOrAltered,
 }
 
 impl StreamReport {
-    /// Everything in range verifies.
+    /// Nothing lost or altered without a declaration.
     pub fn passed(&self) -> bool {
         self.missing.is_empty()
             && self.altered.is_empty()
             && self.extra.is_empty()
             && self.chain.is_empty()
+            && self.lost.is_empty()
+    }
+
+    pub fn verdict(&self) -> Verdict {
+        match (self.passed(), self.gaps.is_empty()) {
+            (false, _) => Verdict::LostOrAltered,
+            (true, false) => Verdict::CompleteExceptDeclaredGaps,
+            (true, true) => Verdict::Complete,
+        }
     }
 }
 
@@ -428,7 +459,71 @@ impl Verifier {
             }
         }
         self.report.verified = verified;
+        self.judge_files();
         self.report
+    }
+
+    /// Each file's bytes as the records tell them: holes are loss, declared gaps listed.
+    fn judge_files(&mut self) {
+        let by_seq: HashMap<u64, &ManifestRecord> =
+            self.records.iter().map(|record| (record.seq, record)).collect();
+        for file in coverage(&self.records) {
+            let identity = format!(
+                "{} (device {}, inode {}, first bytes {})",
+                file.path, file.dev, file.inode, file.fingerprint
+            );
+            let located = |bytes: &Range<u64>, seq: Option<u64>, detail: String| {
+                let record = seq.and_then(|seq| by_seq.get(&seq));
+                Finding {
+                    seq,
+                    first_ts: record.map_or(0, |r| r.first_ts),
+                    last_ts: record.map_or(0, |r| r.last_ts),
+                    events: 0,
+                    files: vec![FileRange {
+                        path: file.path.clone(),
+                        dev: file.dev,
+                        inode: file.inode,
+                        fingerprint: file.fingerprint.clone(),
+                        from: Some(bytes.start),
+                        to: bytes.end,
+                        size: None,
+                    }],
+                    detail,
+                }
+            };
+            for lost in &file.lost {
+                let (from, to) = (lost.bytes.start, lost.bytes.end);
+                let between = match (lost.after_seq, lost.before_seq) {
+                    (Some(after), Some(before)) => format!("between records {after} and {before}"),
+                    (Some(after), None) => {
+                        format!("after record {after}, before the file started again at 0")
+                    }
+                    _ => "before the first record".to_owned(),
+                };
+                let detail = format!(
+                    "bytes {from}..{to} of {identity} were neither shipped nor declared lost ({between})"
+                );
+                let finding = located(&lost.bytes, lost.before_seq.or(lost.after_seq), detail);
+                self.report.lost.push(finding);
+            }
+            for gap in &file.declared {
+                let end = gap.to.map_or_else(|| "its end".to_owned(), |to| to.to_string());
+                let bytes = gap.from..gap.to.unwrap_or(gap.from);
+                let seq = self.records.iter().find(|r| r.gaps.contains(gap)).map(|r| r.seq);
+                let detail = format!(
+                    "bytes {}..{end} of {identity} declared lost by the agent: {}",
+                    gap.from, gap.reason
+                );
+                self.report.gaps.push(located(&bytes, seq, detail));
+            }
+            if let Some(tail) = &file.not_yet_shipped {
+                let detail = format!(
+                    "bytes {}..{} of {identity} seen by the agent and not shipped as of its last record",
+                    tail.start, tail.end
+                );
+                self.report.not_yet_shipped.push(located(tail, None, detail));
+            }
+        }
     }
 }
 
@@ -476,7 +571,9 @@ mod tests {
                         fingerprint: "10:00".into(),
                         from: Some(batch * 40),
                         to: (batch + 1) * 40,
+                        size: Some(120),
                     }],
+                    gaps: Vec::new(),
                     events: 4,
                     rejected: 0,
                     first_ts: times[0],
@@ -574,5 +671,49 @@ mod tests {
         forged[2].events = 3;
         let report = verify(forged, events);
         assert!(report.chain.iter().any(|f| f.detail.contains("altered")), "{report:#?}");
+    }
+
+    #[test]
+    fn bytes_neither_shipped_nor_declared_are_lost_and_declared_ones_are_gaps() {
+        let (mut records, mut events) = shipped();
+        // Batch 1 never reached the manifest or the stream, and nothing declared it.
+        records.remove(1);
+        records[1].prev = records[0].hash.clone();
+        records[1].seq = 1;
+        let rechained: Vec<ManifestRecord> =
+            records.iter().cloned().map(ManifestRecord::seal).collect();
+        events.drain(4..8);
+        let report = verify(rechained.clone(), events.clone());
+        assert_eq!(report.verdict(), Verdict::LostOrAltered, "{report:#?}");
+        assert_eq!(report.lost.len(), 1, "{report:#?}");
+        let detail = &report.lost[0].detail;
+        assert!(
+            detail.starts_with("bytes 40..80 of /var/log/app.log (device 1, inode 2, first bytes 10:00) were neither shipped nor declared lost (between records 0 and 1)"),
+            "{detail}"
+        );
+
+        // The same bytes, declared by the agent in the record that carried its marker.
+        let mut declared = rechained;
+        declared[0].gaps.push(klaxon_common::manifest_record::DeclaredGap {
+            path: "/var/log/app.log".into(),
+            dev: 1,
+            inode: 2,
+            fingerprint: "10:00".into(),
+            from: 40,
+            to: Some(80),
+            reason: "deleted before it was read to its end".into(),
+        });
+        let declared: Vec<ManifestRecord> = declared
+            .into_iter()
+            .scan(None::<String>, |prev, record| {
+                let record =
+                    ManifestRecord { prev: prev.clone().unwrap_or(record.prev), ..record }.seal();
+                *prev = Some(record.hash.clone());
+                Some(record)
+            })
+            .collect();
+        let report = verify(declared, events);
+        assert_eq!(report.verdict(), Verdict::CompleteExceptDeclaredGaps, "{report:#?}");
+        assert!(report.gaps[0].detail.contains("bytes 40..80 of /var/log/app.log"), "{report:#?}");
     }
 }

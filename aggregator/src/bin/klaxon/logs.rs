@@ -6,7 +6,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use klaxon_aggregator::audit::query::{EventFormat, EventWriter, Query, run_query};
 use klaxon_aggregator::audit::time::{format_ms, parse_time};
-use klaxon_aggregator::audit::verify::{Finding, ReadEvent, StreamReport, Verifier};
+use klaxon_aggregator::audit::verify::{Finding, ReadEvent, StreamReport, Verdict, Verifier};
 use klaxon_aggregator::source::SourceError;
 use klaxon_common::manifest_record::{MANIFEST_SUFFIX, ManifestRecord};
 
@@ -197,8 +197,9 @@ async fn manifested_streams(
     Ok(streams)
 }
 
-/// `klaxon logs verify`: each stream's events against its manifest; exit 0 only when
-/// everything in range verifies.
+/// `klaxon logs verify`: each stream's events against its manifest; exit 0 when
+/// everything verifies, 3 when all is there but gaps the agent declared, 1 when
+/// anything was lost or altered without a declaration.
 pub fn verify(range: &LogRange, format: Format) -> anyhow::Result<ExitCode> {
     let (start, end) = times(range)?;
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
@@ -209,7 +210,7 @@ pub fn verify(range: &LogRange, format: Format) -> anyhow::Result<ExitCode> {
             None => manifested_streams(&client, &range.group).await?,
         };
         anyhow::ensure!(!streams.is_empty(), "no stream of {:?} has a manifest", range.group);
-        let mut passed = true;
+        let mut worst = Verdict::Complete;
         let mut out = std::io::stdout().lock();
         for stream in streams {
             let (records, unreadable) = read_records(&client, &range.group, &stream).await?;
@@ -234,7 +235,7 @@ pub fn verify(range: &LogRange, format: Format) -> anyhow::Result<ExitCode> {
             .await?;
             drop(progress);
             let report = verifier.finish(start, end);
-            passed &= report.passed();
+            worst = worst.max(report.verdict());
             match format {
                 Format::Json | Format::Jsonl => {
                     writeln!(out, "{}", serde_json::to_string(&report)?)?
@@ -242,14 +243,22 @@ pub fn verify(range: &LogRange, format: Format) -> anyhow::Result<ExitCode> {
                 Format::Text | Format::Csv => write!(out, "{}", render_report(&report))?,
             }
         }
-        Ok(if passed { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+        Ok(match worst {
+            Verdict::Complete => ExitCode::SUCCESS,
+            Verdict::CompleteExceptDeclaredGaps => ExitCode::from(3),
+            Verdict::LostOrAltered => ExitCode::FAILURE,
+        })
     })
 }
 
 /// The report for a person.
 fn render_report(report: &StreamReport) -> String {
     use std::fmt::Write as _;
-    let verdict = if report.passed() { "verified" } else { "FAILED" };
+    let verdict = match report.verdict() {
+        Verdict::Complete => "verified",
+        Verdict::CompleteExceptDeclaredGaps => "verified except declared gaps",
+        Verdict::LostOrAltered => "FAILED",
+    };
     let mut text = format!(
         "{}: {verdict} ({} events read, {} manifest records)\n",
         report.stream, report.events_read, report.records
@@ -267,11 +276,13 @@ fn render_report(report: &StreamReport) -> String {
     }
     let sections = [
         ("chain", &report.chain),
+        ("lost", &report.lost),
         ("missing", &report.missing),
         ("altered", &report.altered),
         ("extra", &report.extra),
         ("duplicate", &report.duplicates),
         ("gap", &report.gaps),
+        ("unshipped", &report.not_yet_shipped),
     ];
     for (label, findings) in sections {
         for finding in findings {
