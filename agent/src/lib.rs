@@ -29,3 +29,6 @@ pub mod stats;
 pub mod status;
 pub mod tail;
 pub mod warn_limit;
+
+#[cfg(test)]
+mod model_tests;

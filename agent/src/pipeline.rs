@@ -37,13 +37,35 @@ pub struct HostNames {
 }
 
 /// Hands the file server's items to per-stream shippers, starting them on first use.
-struct ChannelOutlet<S: LogSink> {
+pub(crate) struct ChannelOutlet<S: LogSink> {
     shippers: HashMap<Arc<Destination>, mpsc::UnboundedSender<ShipItem>>,
     runtime: tokio::runtime::Handle,
     sink: Arc<S>,
     context: ShipperContext,
     tasks: Arc<Mutex<Vec<JoinHandle<()>>>>,
     stop: Arc<AtomicBool>,
+}
+
+impl<S: LogSink> ChannelOutlet<S> {
+    /// An outlet whose shippers run on `runtime`; `stop` ends a wait for budget. The
+    /// shippers' tasks are listed in what it returns besides itself.
+    pub(crate) fn new(
+        runtime: tokio::runtime::Handle,
+        sink: Arc<S>,
+        context: ShipperContext,
+        stop: Arc<AtomicBool>,
+    ) -> (Self, Arc<Mutex<Vec<JoinHandle<()>>>>) {
+        let tasks = Arc::new(Mutex::new(Vec::new()));
+        let outlet = ChannelOutlet {
+            shippers: HashMap::new(),
+            runtime,
+            sink,
+            context,
+            tasks: Arc::clone(&tasks),
+            stop,
+        };
+        (outlet, tasks)
+    }
 }
 
 impl<S: LogSink> Outlet for ChannelOutlet<S> {
@@ -70,6 +92,18 @@ impl<S: LogSink> Outlet for ChannelOutlet<S> {
     }
 }
 
+/// What the file server of `config` needs.
+pub(crate) fn server_settings(config: &ValidConfig, names: HostNames) -> ServerSettings {
+    ServerSettings {
+        sources: config.logs.clone(),
+        instance_id: names.instance_id,
+        hostname: names.hostname,
+        max_open_files: config.max_open_files,
+        max_buffer_bytes: config.max_buffer_bytes,
+        scratch_dir: config.state_dir.join("rotated"),
+    }
+}
+
 /// Runs the log pipeline until `shutdown` completes, then stops in order.
 pub async fn run_logs<S: LogSink>(
     config: &ValidConfig,
@@ -82,28 +116,15 @@ pub async fn run_logs<S: LogSink>(
     let checkpoints = Arc::new(Mutex::new(Checkpoints::load(&config.state_dir)?));
     let budget = Arc::new(ByteBudget::new(config.max_buffer_bytes));
     let stop = Arc::new(AtomicBool::new(false));
-    let tasks = Arc::new(Mutex::new(Vec::new()));
-    let outlet = ChannelOutlet {
-        shippers: HashMap::new(),
-        runtime: tokio::runtime::Handle::current(),
-        sink: Arc::new(sink),
-        context: ShipperContext {
-            checkpoints: Arc::clone(&checkpoints),
-            manifests: Arc::new(Mutex::new(Manifests::load(&config.state_dir)?)),
-            budget,
-            stats: Arc::clone(&stats),
-        },
-        tasks: Arc::clone(&tasks),
-        stop: Arc::clone(&stop),
+    let context = ShipperContext {
+        checkpoints: Arc::clone(&checkpoints),
+        manifests: Arc::new(Mutex::new(Manifests::load(&config.state_dir)?)),
+        budget,
+        stats: Arc::clone(&stats),
     };
-    let settings = ServerSettings {
-        sources: config.logs.clone(),
-        instance_id: names.instance_id,
-        hostname: names.hostname,
-        max_open_files: config.max_open_files,
-        max_buffer_bytes: config.max_buffer_bytes,
-        scratch_dir: config.state_dir.join("rotated"),
-    };
+    let runtime = tokio::runtime::Handle::current();
+    let (outlet, tasks) = ChannelOutlet::new(runtime, Arc::new(sink), context, Arc::clone(&stop));
+    let settings = server_settings(config, names);
     let rescan = Arc::new(AtomicBool::new(true));
     let (wake, woken) = std::sync::mpsc::sync_channel(1);
     let _watcher = watch_folders(config, Arc::clone(&rescan), wake.clone());

@@ -60,7 +60,7 @@ impl FakeLogs {
     /// A fake whose next calls fail with `faults`, one each, then succeed.
     pub fn failing_with(faults: &[Fault]) -> Self {
         let fake = FakeLogs::default();
-        fake.lock().faults.extend(faults);
+        fake.fail_next(faults);
         fake
     }
 
@@ -76,6 +76,18 @@ impl FakeLogs {
             .iter()
             .filter(|(d, _)| d.group == group && !d.stream.ends_with(without_suffix));
         streams.flat_map(|(_, events)| events.iter().map(|e| e.message.clone())).collect()
+    }
+
+    /// The messages of one stream, in the order stored.
+    pub fn stream(&self, group: &str, stream: &str) -> Vec<String> {
+        let stored = self.lock();
+        let events = stored.streams.iter().filter(|(d, _)| d.group == group && d.stream == stream);
+        events.flat_map(|(_, events)| events.iter().map(|e| e.message.clone())).collect()
+    }
+
+    /// The next calls fail with `faults`, after those already waiting.
+    pub fn fail_next(&self, faults: &[Fault]) {
+        self.lock().faults.extend(faults);
     }
 
     /// Calls answered so far.

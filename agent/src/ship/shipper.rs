@@ -47,6 +47,8 @@ enum Queued {
         /// Budget bytes to give back once acknowledged (0 for the shipper's own notices).
         reserved: u64,
     },
+    /// A file was read to this offset.
+    ReadTo(Arc<FileRef>, u64),
     /// A file's content starts again at 0.
     Restart(Arc<FileRef>),
     Done(FileKey),
@@ -115,7 +117,7 @@ pub async fn run_shipper<S: LogSink>(
                 () = tokio::time::sleep_until(deadline) => break,
             }
         }
-        apply_file_changes(&mut queue, &context);
+        apply_file_changes(&destination, &mut queue, &context);
         let (batch, sources, reserved) = take_batch(&mut queue);
         if batch.is_empty() {
             continue;
@@ -232,6 +234,10 @@ fn enqueue(queue: &mut VecDeque<Queued>, item: ShipItem) -> usize {
             queue.push_back(Queued::Event { event, origin: Origin::Gap(gap), reserved });
             bytes
         }
+        ShipItem::ReadTo { file, offset } => {
+            queue.push_back(Queued::ReadTo(file, offset));
+            0
+        }
         ShipItem::Restart { file } => {
             queue.push_back(Queued::Restart(file));
             0
@@ -244,26 +250,46 @@ fn enqueue(queue: &mut VecDeque<Queued>, item: ShipItem) -> usize {
 }
 
 /// What changes of files are at the front of the queue, all before them acknowledged:
-/// a finished file's checkpoint goes, a restarted one's starts again at 0.
-fn apply_file_changes(queue: &mut VecDeque<Queued>, context: &ShipperContext) {
-    let mut changed = false;
-    let mut checkpoints = lock(&context.checkpoints);
+/// a file read further than its last event (blank lines) records that, a finished
+/// file's checkpoint goes, a restarted one's starts again at 0.
+fn apply_file_changes(
+    destination: &Destination,
+    queue: &mut VecDeque<Queued>,
+    context: &ShipperContext,
+) {
     loop {
-        match queue.front() {
-            Some(Queued::Done(key)) => checkpoints.forget(key),
-            Some(Queued::Restart(file)) => checkpoints.acknowledge(Checkpoint {
+        let checkpoint = match queue.front() {
+            Some(Queued::ReadTo(file, offset)) => {
+                let behind = lock(&context.checkpoints)
+                    .get(&file.key)
+                    .is_some_and(|c| c.position.offset < *offset);
+                if behind {
+                    let position = Position::at(*offset);
+                    let read = [Origin::File { file: Arc::clone(file), position, seen: *offset }];
+                    acknowledge(destination, &read, summarize(&[], &[]), context);
+                }
+                None
+            }
+            Some(Queued::Done(key)) => {
+                lock(&context.checkpoints).forget(key);
+                None
+            }
+            Some(Queued::Restart(file)) => Some(Checkpoint {
                 key: file.key,
                 fingerprint: file.fingerprint,
                 path: file.path.clone(),
                 position: Position::at(0),
             }),
-            _ => break,
-        }
+            _ => return,
+        };
         queue.pop_front();
-        changed = true;
-    }
-    if changed && let Err(error) = checkpoints.save() {
-        error!(message = "Cannot save checkpoints.", %error);
+        let mut checkpoints = lock(&context.checkpoints);
+        if let Some(checkpoint) = checkpoint {
+            checkpoints.acknowledge(checkpoint);
+        }
+        if let Err(error) = checkpoints.save() {
+            error!(message = "Cannot save checkpoints.", %error);
+        }
     }
 }
 
@@ -365,7 +391,7 @@ fn summarize(events: &[OutEvent], rejected: &[usize]) -> (EventsDigest, u64, i64
 }
 
 /// Each file's byte range in a batch: from its last acknowledged offset to the batch's.
-fn file_ranges(sources: &Sources, checkpoints: &Checkpoints) -> Vec<FileRange> {
+fn file_ranges(sources: &[Origin], checkpoints: &Checkpoints) -> Vec<FileRange> {
     let mut ranges: Vec<FileRange> = Vec::new();
     for source in sources {
         let Origin::File { file, position, seen } = source else { continue };
@@ -406,7 +432,7 @@ fn queue_notice(queue: &mut VecDeque<Queued>, text: String) {
 /// position, and saves.
 fn acknowledge(
     destination: &Destination,
-    sources: &Sources,
+    sources: &[Origin],
     (digest, rejected, first_ts, last_ts): (EventsDigest, u64, i64, i64),
     context: &ShipperContext,
 ) {

@@ -3,6 +3,7 @@
 //! of the folder), so a crash at any moment leaves the old or the new file, whole.
 
 use std::collections::BTreeMap;
+use std::fs::File;
 use std::io;
 use std::path::{Path, PathBuf};
 
@@ -51,6 +52,11 @@ impl Checkpoints {
         Ok(Checkpoints { path, entries, dirty: false })
     }
 
+    /// When the checkpoints on disk were last written (none: never).
+    pub fn saved_at(&self) -> Option<std::time::SystemTime> {
+        std::fs::metadata(&self.path).and_then(|m| m.modified()).ok()
+    }
+
     pub fn get(&self, key: &FileKey) -> Option<&Checkpoint> {
         self.entries.get(key)
     }
@@ -71,6 +77,17 @@ impl Checkpoints {
     pub fn register(&mut self, checkpoint: Checkpoint) {
         if !self.entries.contains_key(&checkpoint.key) {
             self.acknowledge(checkpoint);
+        }
+    }
+
+    /// A file's first bytes grew (it was shorter than the fingerprint): its checkpoint
+    /// takes the longer fingerprint when the file still starts with the bytes it had,
+    /// so that after a restart it is told from other short files. Its position stays.
+    pub fn lengthen_fingerprint(&mut self, key: FileKey, longer: Fingerprint, file: &File) {
+        let Some(entry) = self.entries.get_mut(&key) else { return };
+        if longer.len > entry.fingerprint.len && entry.fingerprint.matches(file).unwrap_or(false) {
+            entry.fingerprint = longer;
+            self.dirty = true;
         }
     }
 

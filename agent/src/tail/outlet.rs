@@ -33,6 +33,9 @@ pub enum ShipItem {
     /// Bytes `from..to` of a file are lost (`to` unknown: to its end): a marker goes in
     /// the stream and the gap in the manifest.
     Gap { file: Arc<FileRef>, from: u64, to: Option<u64>, reason: &'static str },
+    /// The file was read to `offset` and what follows its last event holds no event
+    /// (blank lines): its checkpoint and manifest say so once all before is acknowledged.
+    ReadTo { file: Arc<FileRef>, offset: u64 },
     /// The file's content starts again at byte 0 (it was truncated): what follows is
     /// read from 0, and its checkpoint says so once everything before is acknowledged.
     Restart { file: Arc<FileRef> },
@@ -49,7 +52,7 @@ impl ShipItem {
             ShipItem::Gap { file, from, to, reason } => {
                 event_bytes(&gap_marker(file, *from, *to, reason))
             }
-            ShipItem::Restart { .. } | ShipItem::Done { .. } => 0,
+            ShipItem::ReadTo { .. } | ShipItem::Restart { .. } | ShipItem::Done { .. } => 0,
         }
     }
 }

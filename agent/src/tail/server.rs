@@ -63,8 +63,13 @@ struct Tracked {
     /// Its modification time when first followed: of two rotated files of one stream, the
     /// older is read to its end first.
     order: SystemTime,
-    /// Size at the last stat, and when it last grew.
+    /// Size and modification time at the last stat, and when it last grew.
     last_size: u64,
+    last_modified: Option<SystemTime>,
+    /// The last bytes read (up to [`READ_TAIL_BYTES`]), to tell appended from replaced.
+    read_tail: Vec<u8>,
+    /// Copies of it (copytruncate) read already.
+    copies_read: Vec<FileKey>,
     last_growth: Instant,
     last_used: Instant,
 }
@@ -76,6 +81,9 @@ pub struct FileServer<O: Outlet> {
     files: BTreeMap<FileKey, Tracked>,
     destinations: HashMap<(String, String), Arc<Destination>>,
     checkpoints: Arc<Mutex<Checkpoints>>,
+    /// When the checkpoints were last saved before this start: files changed since were
+    /// written while the agent was down.
+    checkpoints_saved_at: SystemTime,
     outlet: O,
     stats: Arc<AgentStats>,
     scratch: Vec<u8>,
@@ -101,8 +109,14 @@ impl<O: Outlet> FileServer<O> {
                 partial_line_timeout: source.partial_line_timeout,
             })
             .collect();
+        let checkpoints_saved_at = checkpoints
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .saved_at()
+            .unwrap_or(SystemTime::UNIX_EPOCH);
         FileServer {
             settings,
+            checkpoints_saved_at,
             framings,
             files: BTreeMap::new(),
             destinations: HashMap::new(),
@@ -120,13 +134,7 @@ impl<O: Outlet> FileServer<O> {
     /// when files appear or move; `wake` alone when files grow.
     pub fn run(&mut self, stop: &AtomicBool, rescan: &AtomicBool, wake: &Receiver<()>) {
         while !stop.load(Ordering::Relaxed) {
-            let now = Instant::now();
-            let scan_due =
-                self.last_scan.is_none_or(|last| now.duration_since(last) >= RESCAN_INTERVAL);
-            if rescan.swap(false, Ordering::Relaxed) || scan_due {
-                self.discover(now);
-            }
-            let busy = match self.service_all(now) {
+            let busy = match self.turn(Instant::now(), rescan.swap(false, Ordering::Relaxed)) {
                 Ok(busy) => busy,
                 Err(Stopping) => return,
             };
@@ -137,6 +145,21 @@ impl<O: Outlet> FileServer<O> {
                 }
             }
         }
+    }
+
+    /// One turn at `now`: the globs expanded again when asked (`rescan`) or due, then
+    /// every file with something new read. True when some file has more right away.
+    pub fn turn(&mut self, now: Instant, rescan: bool) -> Result<bool, Stopping> {
+        let scan_due =
+            self.last_scan.is_none_or(|last| now.duration_since(last) >= RESCAN_INTERVAL);
+        if rescan || scan_due {
+            self.discover(now);
+        }
+        let busy = self.service_all(now);
+        // Fingerprints lengthened while reading are saved at once: they tell short files
+        // apart after a restart.
+        self.save_checkpoints();
+        busy
     }
 
     /// Files followed now.
@@ -269,8 +292,8 @@ impl<O: Outlet> FileServer<O> {
             return;
         };
         let scratch = &self.settings.scratch_dir;
-        let Some(copy) = siblings::find(path, key, checkpoint.fingerprint, Match::Copied, scratch)
-        else {
+        let copied = Match::Copied { born_after: None };
+        let Some(copy) = siblings::find(path, key, checkpoint.fingerprint, copied, scratch) else {
             return;
         };
         let Ok(metadata) = copy.handle.metadata() else { return };
@@ -312,7 +335,7 @@ impl<O: Outlet> FileServer<O> {
         }
     }
 
-    /// Follows `path` from its start when it was modified after `since` and is no file
+    /// Follows `path` from its start when it was modified at or after `since` (file times are coarse: ties are taken, duplicates being better than loss) and is no file
     /// the agent knows (by identity, or by first bytes for a compressed one).
     fn adopt_unseen(
         &mut self,
@@ -322,13 +345,15 @@ impl<O: Outlet> FileServer<O> {
         now: Instant,
         named: &Path,
     ) {
-        let newer = fs::metadata(path).and_then(|m| m.modified()).is_ok_and(|m| m > since);
+        let newer = fs::metadata(path).and_then(|m| m.modified()).is_ok_and(|m| m >= since);
         let known_path = self.files.values().any(|t| t.file.path == path);
         if !newer || known_path {
             return;
         }
         let Ok(handle) = siblings::open(path, &self.settings.scratch_dir) else { return };
-        let (Ok(metadata), Ok(fingerprint)) = (handle.metadata(), Fingerprint::read(&handle))
+        // Its identity is the file's own, not that of the decompressed copy of a `.gz`,
+        // so that its checkpoint names it after a restart.
+        let (Ok(metadata), Ok(fingerprint)) = (fs::metadata(path), Fingerprint::read(&handle))
         else {
             return;
         };
@@ -372,10 +397,12 @@ impl<O: Outlet> FileServer<O> {
     ) {
         let size = handle.metadata().map_or(0, |m| m.len());
         let modified = |m: fs::Metadata| m.modified().ok();
+        let handle_modified = handle.metadata().ok().and_then(modified);
+        let read_tail = bytes_before(&handle, start.offset);
         let order = fs::metadata(&file.path)
             .ok()
             .and_then(modified)
-            .or_else(|| handle.metadata().ok().and_then(modified))
+            .or(handle_modified)
             .unwrap_or(SystemTime::UNIX_EPOCH);
         let destination = self.destination(source_index, named);
         let source = &self.settings.sources[source_index];
@@ -394,6 +421,9 @@ impl<O: Outlet> FileServer<O> {
             orphaned_since: None,
             order,
             last_size: size,
+            last_modified: handle_modified,
+            read_tail,
+            copies_read: Vec::new(),
             last_growth: now,
             last_used: now,
         };
@@ -413,9 +443,14 @@ impl<O: Outlet> FileServer<O> {
                 handle.metadata().is_ok_and(|m| FileKey::of(&m) == checkpoint.key)
                     && checkpoint.fingerprint.matches(handle).unwrap_or(false)
             });
-            let found = still_there.map(|handle| (checkpoint.path.clone(), handle)).or_else(|| {
-                self.find_renamed(&checkpoint.path, checkpoint.key, checkpoint.fingerprint)
-            });
+            // A sibling another file already claimed is not this one (two short files'
+            // first bytes can agree).
+            let found = still_there
+                .map(|handle| (checkpoint.path.clone(), handle))
+                .or_else(|| {
+                    self.find_renamed(&checkpoint.path, checkpoint.key, checkpoint.fingerprint)
+                })
+                .filter(|(path, _)| !self.files.values().any(|t| t.file.path == *path));
             match found {
                 Some((path, handle)) => {
                     let file =
@@ -444,6 +479,11 @@ impl<O: Outlet> FileServer<O> {
                     let done = ShipItem::Done { key };
                     if declared.and_then(|()| self.outlet.deliver(&destination, done)).is_err() {
                         return;
+                    }
+                    // Files rotated in after it while the agent was down are shipped.
+                    let since = self.checkpoints_saved_at;
+                    for sibling in siblings::siblings(&named) {
+                        self.adopt_unseen(source_index, &sibling, since, now, &named);
                     }
                 }
             }
@@ -524,10 +564,13 @@ impl<O: Outlet> FileServer<O> {
         let keys: Vec<FileKey> = self.files.keys().copied().collect();
         let mut busy = !draining.is_empty();
         for key in keys {
+            // Order gives way to loss: a held file that was truncated is read at once,
+            // while its copy can still be found.
             let held = self.files.get(&key).is_some_and(|t| {
                 draining
                     .get(&t.destination)
                     .is_some_and(|oldest| t.orphaned_since.is_none() || *oldest < t.order)
+                    && !self.truncated_since_seen(t)
             });
             if !held {
                 busy |= self.service(key, now)?;
@@ -535,6 +578,15 @@ impl<O: Outlet> FileServer<O> {
         }
         self.close_idle_files();
         Ok(busy)
+    }
+
+    /// Whether a file may have been truncated since it was last read: shorter than what
+    /// was read, or, not read yet, changed since.
+    fn truncated_since_seen(&self, tracked: &Tracked) -> bool {
+        self.current_state(tracked).is_some_and(|(size, modified)| {
+            size < tracked.reader.read_offset()
+                || (tracked.reader.read_offset() == 0 && Some(modified) != tracked.last_modified)
+        })
     }
 
     fn service(&mut self, key: FileKey, now: Instant) -> Result<bool, Stopping> {
@@ -560,12 +612,16 @@ impl<O: Outlet> FileServer<O> {
         now: Instant,
     ) -> Result<Option<bool>, Stopping> {
         let size_before = tracked.last_size;
-        let size = self.current_size(tracked);
-        if let Some(size) = size {
+        let modified_before = tracked.last_modified;
+        let state = self.current_state(tracked);
+        let size = state.map(|(size, _)| size);
+        let touched = state.is_some_and(|(_, modified)| Some(modified) != modified_before);
+        if let Some((size, modified)) = state {
             if size > tracked.last_size || size < tracked.reader.read_offset() {
                 tracked.last_growth = now;
             }
             tracked.last_size = size;
+            tracked.last_modified = Some(modified);
         }
         let unread = size.is_some_and(|size| size != tracked.reader.read_offset());
         let wanted = unread || tracked.orphaned_since.is_some();
@@ -575,13 +631,25 @@ impl<O: Outlet> FileServer<O> {
         let Some(handle) = tracked.handle.as_ref() else { return Ok(Some(false)) };
         // A copytruncate followed by new writes can leave the file longer than the
         // offset: the first bytes tell it from the file that was read.
-        let rewritten =
-            tracked.last_growth == now && !tracked.file.fingerprint.matches(handle).unwrap_or(true);
+        let changed = tracked.last_growth == now || touched;
+        // Replaced content is told by its first bytes, or by the bytes just before the
+        // offset (the first bytes of a short file say little).
+        let rewritten = changed
+            && (!tracked.file.fingerprint.matches(handle).unwrap_or(true)
+                || bytes_before(handle, tracked.reader.read_offset()) != tracked.read_tail);
         let truncated = size.is_some_and(|size| size < tracked.reader.read_offset());
         let mut events = Vec::new();
         if truncated || rewritten {
-            self.read_rest_from_copy(tracked, size_before, now)?;
+            self.read_rest_from_copy(tracked, size_before, None, now)?;
             self.restart(tracked)?;
+        } else if touched && tracked.reader.read_offset() == 0 && tracked.orphaned_since.is_none() {
+            // A file not read yet changed where it is: perhaps written, copied and
+            // truncated (and written again) since the last look. Its first bytes may be
+            // too few to tell, so its copy is a plain file the agent does not know,
+            // made since that look.
+            if self.read_rest_from_copy(tracked, 0, modified_before, now)? {
+                self.restart(tracked)?;
+            }
         }
         let Some(handle) = tracked.handle.as_ref() else { return Ok(Some(false)) };
         let quarter = usize::try_from(self.settings.max_buffer_bytes / 4).unwrap_or(usize::MAX);
@@ -607,6 +675,7 @@ impl<O: Outlet> FileServer<O> {
         if outcome.bytes > 0 {
             tracked.last_used = now;
             self.stats.bytes_read.add(outcome.bytes);
+            tracked.read_tail = bytes_before(handle, tracked.reader.read_offset());
         }
         let truncated = truncated || rewritten;
         if truncated {
@@ -616,6 +685,8 @@ impl<O: Outlet> FileServer<O> {
         let refresh = truncated || (tracked.file.fingerprint.is_partial() && outcome.bytes > 0);
         if refresh && let Ok(fingerprint) = Fingerprint::read(handle) {
             tracked.file = Arc::new(FileRef { fingerprint, ..(*tracked.file).clone() });
+            let mut checkpoints = self.checkpoints.lock().unwrap_or_else(PoisonError::into_inner);
+            checkpoints.lengthen_fingerprint(tracked.file.key, fingerprint, handle);
         }
         let _ = tracked.reader.flush_timers(handle, now, &mut tracked.clock, &mut events);
         let drained = tracked.orphaned_since.is_some()
@@ -627,6 +698,7 @@ impl<O: Outlet> FileServer<O> {
         self.hand_on(tracked, events)?;
         if drained {
             info!(message = "Finished a rotated or deleted file.", path = %tracked.file.path.display());
+            self.read_to(tracked, tracked.reader.read_offset())?;
             self.outlet.deliver(&tracked.destination, ShipItem::Done { key: tracked.file.key })?;
             return Ok(None);
         }
@@ -635,24 +707,39 @@ impl<O: Outlet> FileServer<O> {
 
     /// The file was truncated (copytruncate): what it held beyond what was read is read
     /// from the copy, found by its first bytes among the siblings. Bytes the agent saw
-    /// (`size_before`) that neither it read nor the copy holds are declared a gap.
+    /// (`size_before`) that neither it read nor the copy holds are declared a gap. A
+    /// copy must be created after `born_after`, when given. True when a copy was found.
     fn read_rest_from_copy(
         &mut self,
         tracked: &mut Tracked,
         size_before: u64,
+        born_after: Option<SystemTime>,
         now: Instant,
-    ) -> Result<(), Stopping> {
+    ) -> Result<bool, Stopping> {
         let file = Arc::clone(&tracked.file);
-        let copy = siblings::find(
-            &file.path,
-            file.key,
-            file.fingerprint,
-            Match::Copied,
-            &self.settings.scratch_dir,
-        );
+        let scratch = &self.settings.scratch_dir;
+        let copied = Match::Copied { born_after };
+        let copy = siblings::find(&file.path, file.key, file.fingerprint, copied, scratch)
+            .filter(|copy| born_after.is_none() || !self.knows(tracked, &copy.handle));
+        let found = copy.is_some();
         let mut read_to = tracked.reader.read_offset();
         if let Some(copy) = copy {
             info!(message = "File truncated; reading the rest from its copy.", path = %file.path.display(), copy = %copy.path.display(), from = read_to);
+            // Should the agent die before what it reads from the copy is acknowledged,
+            // the copy has a checkpoint of its own to be drained from after the restart;
+            // it goes once all is acknowledged.
+            let copy_key = copy.handle.metadata().ok().map(|m| FileKey::of(&m));
+            let copy_key = copy_key.filter(|_| !copy.compressed);
+            tracked.copies_read.extend(copy_key);
+            if let (Some(key), Ok(fingerprint)) = (copy_key, Fingerprint::read(&copy.handle)) {
+                let position = Position::at(tracked.reader.framed_offset());
+                let checkpoint = Checkpoint { key, fingerprint, path: copy.path.clone(), position };
+                self.checkpoints
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .register(checkpoint);
+                self.save_checkpoints();
+            }
             loop {
                 let mut events = Vec::new();
                 let outcome = tracked.reader.read(
@@ -674,12 +761,31 @@ impl<O: Outlet> FileServer<O> {
                 }
             }
             read_to = read_to.max(tracked.reader.read_offset());
+            if let Some(key) = copy_key {
+                self.outlet.deliver(&tracked.destination, ShipItem::Done { key })?;
+            }
         }
         if size_before > read_to {
             let reason = "truncated before they were read (copytruncate) and not in a copy";
             self.declare_gap(&tracked.destination, &file, read_to, Some(size_before), reason)?;
         }
-        Ok(())
+        Ok(found)
+    }
+
+    /// Whether the agent follows, or has a checkpoint for, the file `handle` is open on,
+    /// or read it as a copy of `tracked` already.
+    fn knows(&self, tracked: &Tracked, handle: &File) -> bool {
+        let Ok(metadata) = handle.metadata() else { return false };
+        let key = FileKey::of(&metadata);
+        tracked.copies_read.contains(&key)
+            || self.files.contains_key(&key)
+            || self.checkpoints.lock().unwrap_or_else(PoisonError::into_inner).get(&key).is_some()
+    }
+
+    /// The file was read to `offset`, its last bytes perhaps blank lines with no event.
+    fn read_to(&mut self, tracked: &Tracked, offset: u64) -> Result<(), Stopping> {
+        let item = ShipItem::ReadTo { file: Arc::clone(&tracked.file), offset };
+        self.outlet.deliver(&tracked.destination, item)
     }
 
     /// The file's content starts again at 0: what the old content left is shipped, and
@@ -687,8 +793,11 @@ impl<O: Outlet> FileServer<O> {
     /// bytes (so a restart from the checkpoint does not take the copy for the file).
     fn restart(&mut self, tracked: &mut Tracked) -> Result<(), Stopping> {
         let mut events = Vec::new();
+        let end = tracked.reader.read_offset();
         tracked.reader.restart(&mut tracked.clock, &mut events);
+        tracked.read_tail.clear();
         self.hand_on(tracked, events)?;
+        self.read_to(tracked, end)?;
         if let Some(Ok(fingerprint)) = tracked.handle.as_ref().map(Fingerprint::read) {
             tracked.file = Arc::new(FileRef { fingerprint, ..(*tracked.file).clone() });
         }
@@ -712,15 +821,16 @@ impl<O: Outlet> FileServer<O> {
         self.outlet.deliver(destination, gap)
     }
 
-    /// The size of the file now: through the handle when open, else at its path.
-    fn current_size(&self, tracked: &Tracked) -> Option<u64> {
-        match &tracked.handle {
-            Some(handle) => handle.metadata().ok().map(|m| m.len()),
+    /// The size and modification time of the file now: through the handle when open,
+    /// else at its path.
+    fn current_state(&self, tracked: &Tracked) -> Option<(u64, SystemTime)> {
+        let metadata = match &tracked.handle {
+            Some(handle) => handle.metadata().ok()?,
             None => fs::metadata(&tracked.file.path)
                 .ok()
-                .filter(|m| FileKey::of(m) == tracked.file.key)
-                .map(|m| m.len()),
-        }
+                .filter(|m| FileKey::of(m) == tracked.file.key)?,
+        };
+        Some((metadata.len(), metadata.modified().ok()?))
     }
 
     /// Opens a closed file again at its path, if it is still the same file.
@@ -799,6 +909,19 @@ impl<O: Outlet> FileServer<O> {
             warn!(message = "Cannot save checkpoints.", %error);
         }
     }
+}
+
+/// Bytes kept from just before a file's read offset.
+const READ_TAIL_BYTES: u64 = 32;
+
+/// The up to [`READ_TAIL_BYTES`] bytes of `file` before `offset` (fewer when it is shorter).
+fn bytes_before(file: &File, offset: u64) -> Vec<u8> {
+    use std::os::unix::fs::FileExt;
+    let start = offset.saturating_sub(READ_TAIL_BYTES);
+    let mut bytes = vec![0u8; (offset - start) as usize];
+    let read = file.read_at(&mut bytes, start).unwrap_or(0);
+    bytes.truncate(read);
+    bytes
 }
 
 /// Where an open file is now (Linux: /proc/self/fd), after a rename.

@@ -13,10 +13,14 @@
 use std::fs::{self, File};
 use std::io::{self, Read, Seek};
 use std::path::{Path, PathBuf};
+use std::time::SystemTime;
 
 use flate2::read::MultiGzDecoder;
 
 use super::identity::{FileKey, Fingerprint};
+
+/// First bytes needed to know a compressed file for one we knew.
+const MIN_IDENTIFYING_BYTES: usize = 64;
 
 /// A sibling found to be the file we knew.
 #[derive(Debug)]
@@ -34,8 +38,10 @@ pub struct Found {
 pub enum Match {
     /// The same file, renamed (and maybe compressed): the same inode for a plain file.
     Renamed,
-    /// A copy of it (copytruncate): any other file that starts with its bytes.
-    Copied,
+    /// A copy of it (copytruncate): any other file that starts with its bytes, and
+    /// (`born_after`, for a file whose bytes were never read) a plain file created
+    /// after that time (a file renamed by a rotation was created before).
+    Copied { born_after: Option<SystemTime> },
 }
 
 /// The name a rotated file was rotated from: `access.log.2.gz`, `access.log.1` and
@@ -61,7 +67,7 @@ pub fn siblings(path: &Path) -> Vec<PathBuf> {
     };
     let base = base_name(name);
     let Ok(entries) = fs::read_dir(folder) else { return Vec::new() };
-    let mut found: Vec<(std::time::SystemTime, PathBuf)> = entries
+    let mut found: Vec<(SystemTime, PathBuf)> = entries
         .flatten()
         .filter(|entry| {
             entry.file_name().to_str().is_some_and(|n| n != name && n.starts_with(base))
@@ -86,7 +92,18 @@ pub fn find(
 ) -> Option<Found> {
     siblings(path).into_iter().find_map(|candidate| {
         let compressed = candidate.extension().is_some_and(|e| e == "gz");
+        // A copy told by its time is the plain file logrotate has just made: a
+        // compressed sibling made as recently is an older rotation, moved on.
+        if compressed && matches!(wanted, Match::Copied { born_after: Some(_) }) {
+            return None;
+        }
         let handle = if compressed {
+            // A compressed file has a new inode: only its first bytes can name it, and a
+            // few bytes name many files (prefer a gap, and the file shipped again whole
+            // as unseen, to shipping another file's lines as this one's).
+            if (fingerprint.len as usize) < MIN_IDENTIFYING_BYTES {
+                return None;
+            }
             decompressed_if_it_starts_with(&candidate, fingerprint, temp_dir).ok()??
         } else {
             let handle = File::open(&candidate).ok()?;
@@ -94,7 +111,10 @@ pub fn find(
             let same_inode = FileKey::of(&metadata) == key;
             let qualifies = match wanted {
                 Match::Renamed => same_inode,
-                Match::Copied => !same_inode,
+                Match::Copied { born_after } => {
+                    let born = || metadata.created().ok();
+                    !same_inode && born_after.is_none_or(|after| born().is_some_and(|b| b > after))
+                }
             };
             (qualifies && fingerprint.matches(&handle).ok()?).then_some(handle)?
         };
@@ -159,21 +179,23 @@ mod tests {
         (FileKey::of(&handle.metadata().expect("stat")), Fingerprint::read(&handle).expect("fp"))
     }
 
+    const LINES: &str = "2026-12-03T11:00:00Z GET /item/1 HTTP/1.1 200\n2026-12-03T11:00:01Z GET /item/2 HTTP/1.1 200\n";
+
     #[test]
     fn a_renamed_file_is_found_plain_or_compressed_and_a_copy_only_as_a_copy() {
         let dir = tempfile::tempdir().expect("dir");
         let temp = dir.path().join("tmp");
         let log = dir.path().join("access.log");
-        write(&log, "line one\nline two\n");
+        write(&log, LINES);
         let (key, fingerprint) = identity(&log);
         fs::rename(&log, dir.path().join("access.log.1")).expect("rotate");
         write(&log, "a new file\n");
-        write(&dir.path().join("error.log.1"), "line one\nline two\n");
+        write(&dir.path().join("error.log.1"), LINES);
 
         let found = find(&log, key, fingerprint, Match::Renamed, &temp).expect("renamed");
         assert_eq!(found.path, dir.path().join("access.log.1"));
         assert!(!found.compressed);
-        assert!(find(&log, key, fingerprint, Match::Copied, &temp).is_none());
+        assert!(find(&log, key, fingerprint, Match::Copied { born_after: None }, &temp).is_none());
 
         // Compressed by the next rotation: found through its decompressed head.
         let plain = fs::read(dir.path().join("access.log.1")).expect("read");
@@ -187,8 +209,13 @@ mod tests {
         let mut text = String::new();
         let mut handle = found.handle;
         handle.read_to_string(&mut text).expect("read");
-        assert_eq!(text, "line one\nline two\n");
+        assert_eq!(text, LINES);
         assert_eq!(fs::read_dir(&temp).expect("temp").count(), 0, "the temp file is unlinked");
+        let short = Fingerprint { len: 20, ..fingerprint };
+        assert!(
+            find(&log, key, short, Match::Renamed, &temp).is_none(),
+            "a few first bytes do not name a compressed file"
+        );
 
         // copytruncate: the copy has another inode and the same first bytes.
         let copied = dir.path().join("app.log");
@@ -196,7 +223,8 @@ mod tests {
         let (key, fingerprint) = identity(&copied);
         fs::copy(&copied, dir.path().join("app.log.1")).expect("copy");
         File::create(&copied).expect("truncate");
-        let found = find(&copied, key, fingerprint, Match::Copied, &temp).expect("copy");
+        let found = find(&copied, key, fingerprint, Match::Copied { born_after: None }, &temp)
+            .expect("copy");
         assert_eq!(found.path, dir.path().join("app.log.1"));
         assert!(find(&copied, key, fingerprint, Match::Renamed, &temp).is_none());
     }
