@@ -63,6 +63,22 @@ struct Span {
 pub fn coverage(records: &[ManifestRecord]) -> Vec<FileCoverage> {
     let mut by_file: BTreeMap<(u64, u64), (FileCoverage, Epoch)> = BTreeMap::new();
     for record in records {
+        // A record's gaps were declared before the lines it carries from content that
+        // starts again at 0 (a replaced file), so they belong to the epoch before.
+        for gap in &record.gaps {
+            let (file, epoch) = slot(&mut by_file, gap.dev, gap.inode);
+            if file.path.is_empty() {
+                file.path.clone_from(&gap.path);
+                file.fingerprint.clone_from(&gap.fingerprint);
+            }
+            let to = gap.to.unwrap_or(u64::MAX);
+            epoch.ranges.push(Span {
+                bytes: gap.from..to.max(gap.from),
+                seq: record.seq,
+                declared: true,
+            });
+            file.declared.push(gap.clone());
+        }
         for range in &record.files {
             let (file, epoch) = slot(&mut by_file, range.dev, range.inode);
             file.path.clone_from(&range.path);
@@ -81,20 +97,6 @@ pub fn coverage(records: &[ManifestRecord]) -> Vec<FileCoverage> {
             if let Some(size) = range.size {
                 epoch.size = size;
             }
-        }
-        for gap in &record.gaps {
-            let (file, epoch) = slot(&mut by_file, gap.dev, gap.inode);
-            if file.path.is_empty() {
-                file.path.clone_from(&gap.path);
-                file.fingerprint.clone_from(&gap.fingerprint);
-            }
-            let to = gap.to.unwrap_or(u64::MAX);
-            epoch.ranges.push(Span {
-                bytes: gap.from..to.max(gap.from),
-                seq: record.seq,
-                declared: true,
-            });
-            file.declared.push(gap.clone());
         }
     }
     by_file
@@ -258,6 +260,18 @@ mod tests {
         ]);
         assert!(declared.lost.is_empty(), "{declared:?}");
         assert_eq!(declared.not_yet_shipped, Some(40..60), "the live epoch is still being read");
+    }
+
+    #[test]
+    fn a_gap_declared_with_the_first_lines_of_new_content_ends_the_old_epoch() {
+        // Replaced while the agent was down (its inode reused): the old content's rest is
+        // declared, and the new content's first lines travel in the same batch.
+        let file = one(vec![
+            (vec![range(0, 100, 100)], vec![]),
+            (vec![range(0, 50, 50)], vec![gap(100, None)]),
+        ]);
+        assert!(file.lost.is_empty(), "{file:?}");
+        assert_eq!(file.shipped_bytes, 150);
     }
 
     #[test]

@@ -67,9 +67,14 @@ pub fn gap_marker(file: &FileRef, from: u64, to: Option<u64>, reason: &str) -> S
     let path = file.path.display();
     match to {
         Some(to) => {
-            format!("[klaxon: gap: {} bytes ({from}..{to}) of {path}, {reason}]", to - from)
+            format!(
+                "[klaxon: gap: ? lines / {} bytes ({from}..{to}) of {path}, {reason}]",
+                to - from
+            )
         }
-        None => format!("[klaxon: gap: bytes from {from} to the end of {path}, {reason}]"),
+        None => {
+            format!("[klaxon: gap: ? lines / bytes from {from} to the end of {path}, {reason}]")
+        }
     }
 }
 

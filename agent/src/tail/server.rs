@@ -21,7 +21,7 @@ use super::checkpoint::{Checkpoint, Checkpoints};
 use super::identity::{FileKey, Fingerprint};
 use super::outlet::{FileRef, Outlet, ShipItem, Stopping};
 use super::reader::{Framing, LineReader, Position, TailEvent};
-use super::siblings::{self, Match};
+use super::siblings::{self, Found, Match};
 use super::timestamp::EventClock;
 use crate::config::{StartAt, ValidLogSource};
 use crate::destination::Destination;
@@ -284,7 +284,7 @@ impl<O: Outlet> FileServer<O> {
     /// A checkpointed file whose first bytes changed while the agent did not watch it was
     /// copied and truncated (copytruncate): its copy, found among the siblings by those
     /// first bytes, is drained from the checkpoint under its own identity, and the file
-    /// itself starts anew.
+    /// itself starts anew. With no copy, what followed the checkpoint is a declared gap.
     fn resume_from_copy(&mut self, source_index: usize, key: FileKey, path: &Path, now: Instant) {
         let Some(checkpoint) =
             self.checkpoints.lock().unwrap_or_else(PoisonError::into_inner).get(&key).cloned()
@@ -293,11 +293,20 @@ impl<O: Outlet> FileServer<O> {
         };
         let scratch = &self.settings.scratch_dir;
         let copied = Match::Copied { born_after: None };
-        let Some(copy) = siblings::find(path, key, checkpoint.fingerprint, copied, scratch) else {
+        let copy = siblings::find(path, key, checkpoint.fingerprint, copied, scratch);
+        // The copy's own identity (a `.gz` one's, not its decompressed content's).
+        let copy_key = copy.as_ref().and_then(|copy| fs::metadata(&copy.path).ok());
+        let copy_key = copy_key.map(|metadata| FileKey::of(&metadata));
+        let Some((copy, copy_key)) = copy.zip(copy_key) else {
+            // The content the checkpoint was of is gone: what followed it is lost.
+            self.checkpoints.lock().unwrap_or_else(PoisonError::into_inner).forget(&key);
+            let destination = self.destination(source_index, path);
+            let Checkpoint { fingerprint, path: was_at, position, .. } = checkpoint;
+            let file = Arc::new(FileRef { key, fingerprint, path: was_at });
+            let reason = "replaced while the agent was stopped (truncated, or its inode reused), and no copy found";
+            let _ = self.declare_gap(&destination, &file, position.offset, None, reason);
             return;
         };
-        let Ok(metadata) = copy.handle.metadata() else { return };
-        let copy_key = FileKey::of(&metadata);
         let known = self
             .checkpoints
             .lock()
@@ -431,11 +440,16 @@ impl<O: Outlet> FileServer<O> {
     }
 
     /// At start-up: files with a checkpoint that the globs no longer match (rotated
-    /// away while the agent was down) are drained from where they were last seen.
+    /// away while the agent was down), and that are not followed already (found as a
+    /// copy or as unseen), are drained from where they were last seen.
     fn resume_rotated_files(&mut self, now: Instant, matched: &BTreeSet<FileKey>) {
         let pending: Vec<Checkpoint> = {
             let checkpoints = self.checkpoints.lock().unwrap_or_else(PoisonError::into_inner);
-            checkpoints.iter().filter(|c| !matched.contains(&c.key)).cloned().collect()
+            checkpoints
+                .iter()
+                .filter(|c| !matched.contains(&c.key) && !self.files.contains_key(&c.key))
+                .cloned()
+                .collect()
         };
         for checkpoint in pending {
             let Some(source_index) = self.source_for(&checkpoint.path) else { continue };
@@ -450,7 +464,12 @@ impl<O: Outlet> FileServer<O> {
                 .or_else(|| {
                     self.find_renamed(&checkpoint.path, checkpoint.key, checkpoint.fingerprint)
                 })
-                .filter(|(path, _)| !self.files.values().any(|t| t.file.path == *path));
+                .filter(|(path, _)| {
+                    !self
+                        .files
+                        .values()
+                        .any(|t| t.file.path == *path && t.file.key != checkpoint.key)
+                });
             match found {
                 Some((path, handle)) => {
                     let file =
@@ -580,13 +599,16 @@ impl<O: Outlet> FileServer<O> {
         Ok(busy)
     }
 
-    /// Whether a file may have been truncated since it was last read: shorter than what
-    /// was read, or, not read yet, changed since.
+    /// Whether a file was truncated since it was last read: shorter than what was read,
+    /// or, not read yet, changed and copied (a copytruncate) since the last look.
     fn truncated_since_seen(&self, tracked: &Tracked) -> bool {
-        self.current_state(tracked).is_some_and(|(size, modified)| {
-            size < tracked.reader.read_offset()
-                || (tracked.reader.read_offset() == 0 && Some(modified) != tracked.last_modified)
-        })
+        let Some((size, modified)) = self.current_state(tracked) else { return false };
+        let offset = tracked.reader.read_offset();
+        size < offset
+            || (offset == 0
+                && tracked.orphaned_since.is_none()
+                && Some(modified) != tracked.last_modified
+                && self.copy_of(tracked, tracked.last_modified).is_some())
     }
 
     fn service(&mut self, key: FileKey, now: Instant) -> Result<bool, Stopping> {
@@ -695,7 +717,8 @@ impl<O: Outlet> FileServer<O> {
         if drained {
             let _ = tracked.reader.finish(handle, now, &mut tracked.clock, &mut events);
         }
-        self.hand_on(tracked, events)?;
+        let seen = tracked.last_size.max(tracked.reader.read_offset());
+        self.hand_on(tracked, events, seen)?;
         if drained {
             info!(message = "Finished a rotated or deleted file.", path = %tracked.file.path.display());
             self.read_to(tracked, tracked.reader.read_offset())?;
@@ -717,10 +740,7 @@ impl<O: Outlet> FileServer<O> {
         now: Instant,
     ) -> Result<bool, Stopping> {
         let file = Arc::clone(&tracked.file);
-        let scratch = &self.settings.scratch_dir;
-        let copied = Match::Copied { born_after };
-        let copy = siblings::find(&file.path, file.key, file.fingerprint, copied, scratch)
-            .filter(|copy| born_after.is_none() || !self.knows(tracked, &copy.handle));
+        let copy = self.copy_of(tracked, born_after);
         let found = copy.is_some();
         let mut read_to = tracked.reader.read_offset();
         if let Some(copy) = copy {
@@ -755,7 +775,8 @@ impl<O: Outlet> FileServer<O> {
                     let _ =
                         tracked.reader.finish(&copy.handle, now, &mut tracked.clock, &mut events);
                 }
-                self.hand_on(tracked, events)?;
+                let seen = tracked.reader.read_offset();
+                self.hand_on(tracked, events, seen)?;
                 if !more {
                     break;
                 }
@@ -770,6 +791,16 @@ impl<O: Outlet> FileServer<O> {
             self.declare_gap(&tracked.destination, &file, read_to, Some(size_before), reason)?;
         }
         Ok(found)
+    }
+
+    /// A copy of `tracked` among its siblings; one told by its time (`born_after`) must
+    /// also be a file the agent does not know.
+    fn copy_of(&self, tracked: &Tracked, born_after: Option<SystemTime>) -> Option<Found> {
+        let file = &tracked.file;
+        let scratch = &self.settings.scratch_dir;
+        let copied = Match::Copied { born_after };
+        siblings::find(&file.path, file.key, file.fingerprint, copied, scratch)
+            .filter(|copy| born_after.is_none() || !self.knows(tracked, &copy.handle))
     }
 
     /// Whether the agent follows, or has a checkpoint for, the file `handle` is open on,
@@ -796,7 +827,7 @@ impl<O: Outlet> FileServer<O> {
         let end = tracked.reader.read_offset();
         tracked.reader.restart(&mut tracked.clock, &mut events);
         tracked.read_tail.clear();
-        self.hand_on(tracked, events)?;
+        self.hand_on(tracked, events, end)?;
         self.read_to(tracked, end)?;
         if let Some(Ok(fingerprint)) = tracked.handle.as_ref().map(Fingerprint::read) {
             tracked.file = Arc::new(FileRef { fingerprint, ..(*tracked.file).clone() });
@@ -867,13 +898,18 @@ impl<O: Outlet> FileServer<O> {
         self.outlet.deliver(&tracked.destination, ShipItem::Done { key: tracked.file.key })
     }
 
-    fn hand_on(&mut self, tracked: &mut Tracked, events: Vec<TailEvent>) -> Result<(), Stopping> {
+    /// Hands on events read from `tracked`'s content, which was `seen` bytes long.
+    fn hand_on(
+        &mut self,
+        tracked: &mut Tracked,
+        events: Vec<TailEvent>,
+        seen: u64,
+    ) -> Result<(), Stopping> {
         self.stats.restamped.add(std::mem::take(&mut tracked.clock.restamped));
         if events.is_empty() {
             return Ok(());
         }
         self.stats.lines_read.add(events.len() as u64);
-        let seen = tracked.last_size.max(tracked.reader.read_offset());
         let item = ShipItem::Events { file: Arc::clone(&tracked.file), events, seen };
         self.outlet.deliver(&tracked.destination, item)
     }

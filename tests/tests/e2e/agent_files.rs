@@ -1,12 +1,13 @@
 //! Many files and lost files: a glob matching 2,000 files stays within
 //! `max_open_files` and ships them all; a file deleted before it was read to its end
-//! leaves a gap marker naming the bytes lost.
+//! leaves a gap marker naming the bytes lost, and `klaxon logs verify` exits 3 naming them.
 
 use std::path::Path;
 use std::time::Duration;
 
 use klaxon_tests::agent::{Daemon, eventually, stream_messages};
 
+use crate::logs_audit::verify;
 use crate::support::{agent_config, stack};
 
 /// The agent's open descriptors on files under `dir`.
@@ -132,4 +133,16 @@ async fn a_file_deleted_before_it_was_read_leaves_a_gap_marker() {
     .await;
     assert!(kept_shipped, "{kept} incomplete:\n{}", agent.log());
     assert!(agent.terminate().success());
+
+    // The auditor's view: complete except a declared gap (exit 3), named by file and bytes.
+    let (code, report) = verify(&stack, "/test/gap", deleted);
+    assert_eq!(code, Some(3), "verify: {report:#}");
+    let named = format!("bytes {from}..{to} of {} (device", logs_dir.join(deleted).display());
+    let gaps = report["gaps"].as_array().expect("gaps");
+    assert!(
+        gaps.iter().any(|gap| gap["detail"].as_str().is_some_and(|d| d.contains(&named))),
+        "no gap naming {named:?}: {report:#}"
+    );
+    let (code, report) = verify(&stack, "/test/gap", kept);
+    assert_eq!(code, Some(0), "{kept} is complete: {report:#}");
 }

@@ -4,7 +4,8 @@
 //! `copytruncate`, while the agent is SIGKILLed right after a rotation and stopped across
 //! two rotations (the second compresses the file it had checkpointed). Every line
 //! arrives, in order, repeats only from the batches in flight at the kills, and
-//! `klaxon logs verify` passes on both streams.
+//! `klaxon logs verify` passes on both streams. A rotated file deleted before it was
+//! read is a declared gap: a marker in the stream, and verify exits 3 naming it.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -209,4 +210,74 @@ async fn nothing_is_lost_across_real_logrotate_kills_and_stops() {
         let (code, report) = verify(&stack, GROUP, &stream);
         assert_eq!(code, Some(0), "{stream}: verify: {report:#}");
     }
+}
+
+/// A rotated file deleted while the agent was stopped, before it read the lines written
+/// to it meanwhile: the stream carries a gap marker, and `klaxon logs verify` exits 3
+/// (complete except declared gaps), naming the file, its identity and the bytes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rotated_file_deleted_unread_is_a_declared_gap_that_verify_names() {
+    let (stack, config) = stack().await;
+    let logs = aws_sdk_cloudwatchlogs::Client::new(&config);
+    let dir = tempfile::tempdir().expect("temp dir");
+    let log = dir.path().join("gone.log");
+    let config_path = agent_config(
+        dir.path(),
+        &format!("[[logs]]\npath = {log:?}\ngroup = \"{GROUP}\"\nstream = \"{{file}}\"\n"),
+    );
+    let write = |path: &Path, range: std::ops::Range<usize>| {
+        let mut file =
+            std::fs::OpenOptions::new().create(true).append(true).open(path).expect("open");
+        let text: String = range.map(|seq| line("gone", seq) + "\n").collect();
+        file.write_all(text.as_bytes()).expect("write");
+    };
+    let stream = "gone.log";
+    let arrived = |count: usize| {
+        let logs = logs.clone();
+        eventually(Duration::from_secs(60), move || {
+            let logs = logs.clone();
+            async move {
+                let lines = stream_messages(&logs, GROUP, stream).await;
+                lines.iter().filter(|m| m.contains("GET /gone/")).count() >= count
+            }
+        })
+    };
+
+    write(&log, 0..100);
+    let agent = Daemon::start(&stack, &config_path, &dir.path().join("agent-1.log"));
+    assert!(arrived(100).await, "the first lines:\n{}", agent.log());
+    assert!(agent.terminate().success(), "clean stop");
+    let shipped_to = std::fs::metadata(&log).expect("log").len();
+
+    // While the agent is stopped: lines it never reads, then the file rotated away and
+    // deleted, and a new file.
+    write(&log, 100..150);
+    let rotated = dir.path().join("gone.log.1");
+    std::fs::rename(&log, &rotated).expect("rotate");
+    std::fs::remove_file(&rotated).expect("delete");
+    write(&log, 150..200);
+
+    let agent = Daemon::start(&stack, &config_path, &dir.path().join("agent-2.log"));
+    assert!(arrived(150).await, "the new file's lines:\n{}", agent.log());
+    let marker = format!("bytes from {shipped_to} to the end of {}", log.display());
+    let has_marker =
+        eventually(Duration::from_secs(30), || {
+            let (logs, marker) = (logs.clone(), marker.clone());
+            async move {
+                stream_messages(&logs, GROUP, stream).await.iter().any(|m| m.contains(&marker))
+            }
+        })
+        .await;
+    assert!(has_marker, "no gap marker {marker:?} in the stream:\n{}", agent.log());
+    assert!(agent.terminate().success());
+
+    let (code, report) = verify(&stack, GROUP, stream);
+    assert_eq!(code, Some(3), "verify: {report:#}");
+    let gaps = report["gaps"].as_array().expect("gaps");
+    let named = format!("bytes {shipped_to}..its end of {} (device", log.display());
+    assert!(
+        gaps.iter().any(|gap| gap["detail"].as_str().is_some_and(|d| d.contains(&named))),
+        "no gap naming {named:?}: {report:#}"
+    );
+    assert!(report["lost"].as_array().is_some_and(Vec::is_empty), "{report:#}");
 }
