@@ -294,7 +294,8 @@ impl<O: Outlet> FileServer<O> {
         let scratch = &self.settings.scratch_dir;
         let copied = Match::Copied { born_after: None };
         let copy = siblings::find(path, key, checkpoint.fingerprint, copied, scratch);
-        // The copy's own identity (a `.gz` one's, not its decompressed content's).
+        // The copy's own identity (a `.gz` one's, not its decompressed content's), so
+        // that its checkpoint finds it after a restart.
         let copy_key = copy.as_ref().and_then(|copy| fs::metadata(&copy.path).ok());
         let copy_key = copy_key.map(|metadata| FileKey::of(&metadata));
         let Some((copy, copy_key)) = copy.zip(copy_key) else {
@@ -360,8 +361,7 @@ impl<O: Outlet> FileServer<O> {
             return;
         }
         let Ok(handle) = siblings::open(path, &self.settings.scratch_dir) else { return };
-        // Its identity is the file's own, not that of the decompressed copy of a `.gz`,
-        // so that its checkpoint names it after a restart.
+        // Its identity is the file's own, not that of a `.gz` one's decompressed copy.
         let (Ok(metadata), Ok(fingerprint)) = (fs::metadata(path), Fingerprint::read(&handle))
         else {
             return;
@@ -453,10 +453,15 @@ impl<O: Outlet> FileServer<O> {
         };
         for checkpoint in pending {
             let Some(source_index) = self.source_for(&checkpoint.path) else { continue };
-            let still_there = File::open(&checkpoint.path).ok().filter(|handle| {
-                handle.metadata().is_ok_and(|m| FileKey::of(&m) == checkpoint.key)
-                    && checkpoint.fingerprint.matches(handle).unwrap_or(false)
-            });
+            // Where it was last seen, by its own identity and (a `.gz` one decompressed)
+            // its first bytes.
+            let same_file =
+                fs::metadata(&checkpoint.path).is_ok_and(|m| FileKey::of(&m) == checkpoint.key);
+            let scratch = &self.settings.scratch_dir;
+            let opened = same_file.then(|| siblings::open(&checkpoint.path, scratch).ok());
+            let still_there = opened
+                .flatten()
+                .filter(|handle| checkpoint.fingerprint.matches(handle).unwrap_or(false));
             // A sibling another file already claimed is not this one (two short files'
             // first bytes can agree).
             let found = still_there
@@ -745,21 +750,8 @@ impl<O: Outlet> FileServer<O> {
         let mut read_to = tracked.reader.read_offset();
         if let Some(copy) = copy {
             info!(message = "File truncated; reading the rest from its copy.", path = %file.path.display(), copy = %copy.path.display(), from = read_to);
-            // Should the agent die before what it reads from the copy is acknowledged,
-            // the copy has a checkpoint of its own to be drained from after the restart;
-            // it goes once all is acknowledged.
             let copy_key = copy.handle.metadata().ok().map(|m| FileKey::of(&m));
-            let copy_key = copy_key.filter(|_| !copy.compressed);
-            tracked.copies_read.extend(copy_key);
-            if let (Some(key), Ok(fingerprint)) = (copy_key, Fingerprint::read(&copy.handle)) {
-                let position = Position::at(tracked.reader.framed_offset());
-                let checkpoint = Checkpoint { key, fingerprint, path: copy.path.clone(), position };
-                self.checkpoints
-                    .lock()
-                    .unwrap_or_else(PoisonError::into_inner)
-                    .register(checkpoint);
-                self.save_checkpoints();
-            }
+            tracked.copies_read.extend(copy_key.filter(|_| !copy.compressed));
             loop {
                 let mut events = Vec::new();
                 let outcome = tracked.reader.read(
@@ -782,9 +774,6 @@ impl<O: Outlet> FileServer<O> {
                 }
             }
             read_to = read_to.max(tracked.reader.read_offset());
-            if let Some(key) = copy_key {
-                self.outlet.deliver(&tracked.destination, ShipItem::Done { key })?;
-            }
         }
         if size_before > read_to {
             let reason = "truncated before they were read (copytruncate) and not in a copy";
