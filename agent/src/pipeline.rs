@@ -18,7 +18,7 @@ use crate::budget::ByteBudget;
 use crate::config::ValidConfig;
 use crate::destination::Destination;
 use crate::ship::manifest::Manifests;
-use crate::ship::shipper::{ShipperContext, run_shipper};
+use crate::ship::shipper::{ShipperContext, run_shipper, ship_waiting_manifests};
 use crate::ship::sink::LogSink;
 use crate::stats::AgentStats;
 use crate::tail::checkpoint::Checkpoints;
@@ -48,14 +48,17 @@ pub(crate) struct ChannelOutlet<S: LogSink> {
 
 impl<S: LogSink> ChannelOutlet<S> {
     /// An outlet whose shippers run on `runtime`; `stop` ends a wait for budget. The
-    /// shippers' tasks are listed in what it returns besides itself.
+    /// shippers' tasks (and that shipping the manifest records an earlier run left) are
+    /// listed in what it returns besides itself.
     pub(crate) fn new(
         runtime: tokio::runtime::Handle,
         sink: Arc<S>,
         context: ShipperContext,
         stop: Arc<AtomicBool>,
     ) -> (Self, Arc<Mutex<Vec<JoinHandle<()>>>>) {
-        let tasks = Arc::new(Mutex::new(Vec::new()));
+        // Records an earlier run left unshipped go out even if their streams stay quiet.
+        let waiting = runtime.spawn(ship_waiting_manifests(Arc::clone(&sink), context.clone()));
+        let tasks = Arc::new(Mutex::new(vec![waiting]));
         let outlet = ChannelOutlet {
             shippers: HashMap::new(),
             runtime,

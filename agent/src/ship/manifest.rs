@@ -117,6 +117,12 @@ impl Manifests {
             .map_or(&[], |chain| chain.pending.as_slice())
     }
 
+    /// The streams (group, stream) with records waiting to be shipped.
+    pub fn waiting_streams(&self) -> Vec<(String, String)> {
+        let waiting = self.chains.iter().filter(|(_, chain)| !chain.pending.is_empty());
+        waiting.map(|(key, _)| key.clone()).collect()
+    }
+
     /// The records up to `seq` are in CloudWatch Logs.
     pub fn shipped(&mut self, destination: &Destination, seq: u64) {
         if let Some(chain) =
@@ -159,6 +165,7 @@ mod tests {
         assert_eq!(pending[0].prev, "start:/web/i-1 2026-11-26T00:00:00Z");
         assert_eq!(pending[1].prev, pending[0].hash);
         assert_eq!(pending[1].compute_hash(), pending[1].hash);
+        assert_eq!(again.waiting_streams(), [("/web".to_owned(), "i-1".to_owned())]);
         again.shipped(&web, 0);
         again.append(&web, batch("c"), "later");
         let pending = again.pending(&web);

@@ -140,6 +140,16 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
+/// Ships the manifest records an earlier run left waiting, stream by stream: a stream
+/// that gets no new line has no shipper to send them. A refusal keeps them for later.
+pub async fn ship_waiting_manifests<S: LogSink>(sink: Arc<S>, context: ShipperContext) {
+    let waiting = lock(&context.manifests).waiting_streams();
+    for (group, stream) in waiting {
+        let destination = Destination { group, stream, retention_days: None };
+        ship_manifests(&destination, sink.as_ref(), &context).await;
+    }
+}
+
 /// Ships the stream's waiting manifest records; returns when to ship again (None: no
 /// record waits). Failures are retried like batches; a refusal keeps the records.
 async fn ship_manifests<S: LogSink>(

@@ -3,9 +3,11 @@
 //! `postrotate` that makes the writer reopen its file, as nginx does on USR1) and under
 //! `copytruncate`, while the agent is SIGKILLed right after a rotation and stopped across
 //! two rotations (the second compresses the file it had checkpointed). Every line
-//! arrives, in order, repeats only from the batches in flight at the kills, and
-//! `klaxon logs verify` passes on both streams. A rotated file deleted before it was
-//! read is a declared gap: a marker in the stream, and verify exits 3 naming it.
+//! arrives (in order for the renamed log), repeats only from the batches in flight at
+//! the kills, and `klaxon logs verify` passes on both streams. The copytruncate writer
+//! pauses while logrotate runs: logrotate's manual warns that what is written between
+//! its copy and its truncation may be lost. A rotated file deleted before it was read
+//! is a declared gap: a marker in the stream, and verify exits 3 naming it.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -26,6 +28,8 @@ const GROUP: &str = "/test/logrotate";
 struct Writer {
     written: Arc<AtomicUsize>,
     stop: Arc<AtomicBool>,
+    /// While set, the writer waits (see `rotate_holding`).
+    hold: Arc<AtomicBool>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
 
@@ -41,7 +45,8 @@ impl Writer {
     fn start(name: &'static str, path: PathBuf, reopen: PathBuf, per_second: usize) -> Self {
         let written = Arc::new(AtomicUsize::new(0));
         let stop = Arc::new(AtomicBool::new(false));
-        let (count, stopped) = (Arc::clone(&written), Arc::clone(&stop));
+        let hold = Arc::new(AtomicBool::new(false));
+        let (count, stopped, held) = (Arc::clone(&written), Arc::clone(&stop), Arc::clone(&hold));
         let thread = std::thread::spawn(move || {
             let open =
                 || std::fs::OpenOptions::new().create(true).append(true).open(&path).expect("open");
@@ -49,6 +54,10 @@ impl Writer {
             let tick = Duration::from_millis(10);
             let per_tick = per_second / 100;
             while !stopped.load(Ordering::Relaxed) {
+                if held.load(Ordering::Relaxed) {
+                    std::thread::sleep(tick);
+                    continue;
+                }
                 if std::fs::remove_file(&reopen).is_ok() {
                     file = open();
                 }
@@ -60,7 +69,17 @@ impl Writer {
                 std::thread::sleep(tick);
             }
         });
-        Writer { written, stop, thread: Some(thread) }
+        Writer { written, stop, hold, thread: Some(thread) }
+    }
+
+    /// Runs `rotate` with the writer held: logrotate's manual says of `copytruncate`
+    /// that data written between its copy and its truncation may be lost, which no
+    /// shipper can save (the agent may be stopped then), so this test keeps out of it.
+    fn rotate_holding(&self, rotate: impl FnOnce()) {
+        self.hold.store(true, Ordering::Relaxed);
+        std::thread::sleep(Duration::from_millis(30)); // a tick in progress ends
+        rotate();
+        self.hold.store(false, Ordering::Relaxed);
     }
 
     fn finish(mut self) -> usize {
@@ -179,9 +198,9 @@ async fn nothing_is_lost_across_real_logrotate_kills_and_stops() {
     // Rotations the agent watches, then a SIGKILL right after one.
     let agent = Daemon::start(&stack, &config_path, &agent_log(1));
     pause(3.0).await;
-    rotate();
+    app.rotate_holding(rotate);
     pause(2.0).await;
-    rotate();
+    app.rotate_holding(rotate);
     agent.kill();
     pause(0.5).await;
 
@@ -190,9 +209,9 @@ async fn nothing_is_lost_across_real_logrotate_kills_and_stops() {
     let agent = Daemon::start(&stack, &config_path, &agent_log(2));
     pause(3.0).await;
     assert!(agent.terminate().success(), "clean stop");
-    rotate();
+    app.rotate_holding(rotate);
     pause(1.0).await;
-    rotate();
+    app.rotate_holding(rotate);
     pause(1.0).await;
     let agent = Daemon::start(&stack, &config_path, &agent_log(3));
     pause(3.0).await;
@@ -214,9 +233,9 @@ async fn nothing_is_lost_across_real_logrotate_kills_and_stops() {
     for (name, count) in written {
         let stream = format!("{name}.log");
         let got = stream_messages(&logs, GROUP, &stream).await;
-        // Under copytruncate, one writer tick of lines (written between logrotate's copy
-        // and its truncation) can arrive after the lines that follow it: all arrive, but
-        // the order is not yet kept there (an open defect, noted in issue 15).
+        // Under copytruncate with kills and stops, a run of lines can still arrive after
+        // lines written later (about 1 run in 8, as with the agent before this check):
+        // all arrive, but order there is an open defect (issue 15's note).
         let repeats = check_stream(name, count, &got, name == "access");
         // One kill: at most the batches in flight then (a batch is ≤ 10,000 events).
         assert!(repeats <= 10_000, "{stream}: {repeats} repeats");
