@@ -416,8 +416,15 @@ fn complete_lines(content: &[u8]) -> Vec<WrittenLine> {
     lines
 }
 
+/// A failed case, saying what broke.
+macro_rules! broken {
+    ($($text:tt)*) => {
+        TestCaseError::fail(format!($($text)*))
+    };
+}
+
 /// Checks the invariant; the error says what broke.
-fn check(outcome: &Outcome) -> Result<(), String> {
+fn check(outcome: &Outcome) -> Result<(), TestCaseError> {
     let Outcome { world, delivered, records, resends } = outcome;
     let mut count: std::collections::HashMap<&str, usize> = std::collections::HashMap::new();
     let mut first_at: std::collections::HashMap<&str, usize> = std::collections::HashMap::new();
@@ -432,7 +439,7 @@ fn check(outcome: &Outcome) -> Result<(), String> {
             match first_at.get(line.message.as_str()) {
                 Some(&index) => {
                     if last_index.is_some_and(|last| index < last) {
-                        return Err(format!(
+                        return Err(broken!(
                             "content {number}: {:?} arrived before the line written before it",
                             line.message
                         ));
@@ -440,7 +447,7 @@ fn check(outcome: &Outcome) -> Result<(), String> {
                     last_index = Some(index);
                     let times = count[line.message.as_str()];
                     if times > 1 + resends {
-                        return Err(format!(
+                        return Err(broken!(
                             "{:?} arrived {times} times after {resends} crashes and lost acknowledgements",
                             line.message
                         ));
@@ -453,9 +460,10 @@ fn check(outcome: &Outcome) -> Result<(), String> {
                             && gap.to.is_none_or(|to| line.bytes.end <= to)
                     });
                     if !declared {
-                        return Err(format!(
+                        return Err(broken!(
                             "content {number}: {:?} (bytes {:?}) neither delivered nor in a declared gap; gaps: {gaps:?}",
-                            line.message, line.bytes
+                            line.message,
+                            line.bytes
                         ));
                     }
                 }
@@ -464,21 +472,21 @@ fn check(outcome: &Outcome) -> Result<(), String> {
     }
     let markers = delivered.iter().filter(|m| m.starts_with("[klaxon: gap:")).count();
     if markers < gaps.len() {
-        return Err(format!("{} gaps declared, {markers} markers in the stream", gaps.len()));
+        return Err(broken!("{} gaps declared, {markers} markers in the stream", gaps.len()));
     }
     if *resends == 0 && delivered.len() != count.len() {
-        return Err("lines arrived twice without a crash or a lost acknowledgement".into());
+        return Err(broken!("lines arrived twice without a crash or a lost acknowledgement"));
     }
     let files = coverage(records);
     if let Some(file) = files.iter().find(|f| !f.lost.is_empty()) {
-        return Err(format!("the manifest's coverage shows loss: {file:?}"));
+        return Err(broken!("the manifest's coverage shows loss: {file:?}"));
     }
     check_a_missing_record_is_reported(records)
 }
 
 /// Takes out the first record whose bytes no other record covers and that a later
 /// record of its file follows: the coverage must report exactly those bytes as lost.
-fn check_a_missing_record_is_reported(records: &[ManifestRecord]) -> Result<(), String> {
+fn check_a_missing_record_is_reported(records: &[ManifestRecord]) -> Result<(), TestCaseError> {
     let ranges = |skip: usize| {
         records.iter().enumerate().filter(move |(i, _)| *i != skip).flat_map(|(i, record)| {
             record
@@ -507,7 +515,7 @@ fn check_a_missing_record_is_reported(records: &[ManifestRecord]) -> Result<(), 
         let expected = from..range.to;
         return match lost.as_slice() {
             [only] if only.bytes == expected => Ok(()),
-            _ => Err(format!(
+            _ => Err(broken!(
                 "record {} taken out: coverage says {lost:?}, not {expected:?}",
                 record.seq
             )),
@@ -523,7 +531,7 @@ fn cases() -> u32 {
 }
 
 fn hold(ops: &[Op]) -> Result<(), TestCaseError> {
-    check(&run_history(ops)).map_err(TestCaseError::fail)
+    check(&run_history(ops))
 }
 
 proptest! {
