@@ -117,8 +117,8 @@ struct World {
     /// The rest of the line being written.
     rest: Vec<u8>,
     /// Every file made, held open so that no inode number is used twice: a recycled
-    /// inode whose checkpoint has no first bytes yet is a case of its own (see
-    /// BENCHMARKS and the issue's note), not this test's.
+    /// inode whose checkpoint has no first bytes yet is a case of its own (issue 15's
+    /// note), not this test's.
     held: Vec<File>,
 }
 
