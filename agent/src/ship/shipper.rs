@@ -50,7 +50,7 @@ enum Queued {
     /// A file was read to this offset.
     ReadTo(Arc<FileRef>, u64),
     /// A file's content starts again at 0.
-    Restart(Arc<FileRef>),
+    Restart(Arc<FileRef>, Option<FileKey>),
     Done(FileKey),
 }
 
@@ -248,8 +248,8 @@ fn enqueue(queue: &mut VecDeque<Queued>, item: ShipItem) -> usize {
             queue.push_back(Queued::ReadTo(file, offset));
             0
         }
-        ShipItem::Restart { file } => {
-            queue.push_back(Queued::Restart(file));
+        ShipItem::Restart { file, copy } => {
+            queue.push_back(Queued::Restart(file, copy));
             0
         }
         ShipItem::Done { key } => {
@@ -268,6 +268,7 @@ fn apply_file_changes(
     context: &ShipperContext,
 ) {
     loop {
+        let mut finished_copy = None;
         let checkpoint = match queue.front() {
             Some(Queued::ReadTo(file, offset)) => {
                 let behind = lock(&context.checkpoints)
@@ -284,18 +285,24 @@ fn apply_file_changes(
                 lock(&context.checkpoints).forget(key);
                 None
             }
-            Some(Queued::Restart(file)) => Some(Checkpoint {
-                key: file.key,
-                fingerprint: file.fingerprint,
-                path: file.path.clone(),
-                position: Position::at(0),
-            }),
+            Some(Queued::Restart(file, copy)) => {
+                finished_copy = *copy;
+                Some(Checkpoint {
+                    key: file.key,
+                    fingerprint: file.fingerprint,
+                    path: file.path.clone(),
+                    position: Position::at(0),
+                    copies: Vec::new(),
+                    holds: None,
+                    pending_restarts: 0,
+                })
+            }
             _ => return,
         };
         queue.pop_front();
         let mut checkpoints = lock(&context.checkpoints);
         if let Some(checkpoint) = checkpoint {
-            checkpoints.acknowledge(checkpoint);
+            checkpoints.restart(checkpoint, finished_copy);
         }
         if let Err(error) = checkpoints.save() {
             error!(message = "Cannot save checkpoints.", %error);
@@ -470,6 +477,9 @@ fn acknowledge(
             fingerprint: file.fingerprint,
             path: file.path.clone(),
             position: *position,
+            copies: Vec::new(),
+            holds: None,
+            pending_restarts: 0,
         });
     }
     if let Err(error) = checkpoints.save() {

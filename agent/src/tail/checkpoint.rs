@@ -23,6 +23,30 @@ pub struct Checkpoint {
     /// Where the file was last seen (it may since have been renamed).
     pub path: PathBuf,
     pub position: Position,
+    /// Copies made of the file before it was truncated (copytruncate) whose content is
+    /// not all acknowledged yet, oldest first: a crash must not lose where that content
+    /// now is. The file itself holds what was written after the last one.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub copies: Vec<ContentCopy>,
+    /// The first bytes of what the file holds now, when it restarted (was truncated,
+    /// or its content replaced) since the content `position` is in: its restart is not
+    /// acknowledged yet, and a crash must not lose what the file is now.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub holds: Option<Fingerprint>,
+    /// Restarts handed on and not acknowledged yet (none after a crash).
+    #[serde(skip)]
+    pub pending_restarts: u32,
+}
+
+/// A copy of a file's content, made before the file was truncated.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ContentCopy {
+    /// The copy's own identity (a `.gz` one's, once compressed, is not known).
+    pub key: FileKey,
+    pub fingerprint: Fingerprint,
+    /// It holds the content the checkpoint's position is in (it is read from there);
+    /// else a later content, read whole.
+    pub continues: bool,
 }
 
 /// The file format, versioned so a later agent can read what an earlier one wrote.
@@ -65,8 +89,16 @@ impl Checkpoints {
         self.entries.values()
     }
 
-    /// Records an acknowledged position (the latest acknowledgement wins).
-    pub fn acknowledge(&mut self, checkpoint: Checkpoint) {
+    /// Records an acknowledged position (the latest acknowledgement wins). The copies
+    /// noted stay until the file restarts past them ([`Self::restart`]).
+    pub fn acknowledge(&mut self, mut checkpoint: Checkpoint) {
+        if let Some(old) = self.entries.get(&checkpoint.key)
+            && checkpoint.copies.is_empty()
+        {
+            checkpoint.copies.clone_from(&old.copies);
+            checkpoint.holds = old.holds;
+            checkpoint.pending_restarts = old.pending_restarts;
+        }
         if self.entries.get(&checkpoint.key) != Some(&checkpoint) {
             self.entries.insert(checkpoint.key, checkpoint);
             self.dirty = true;
@@ -80,13 +112,71 @@ impl Checkpoints {
         }
     }
 
+    /// A file's content starts again (it was truncated or replaced): `checkpoint` is its
+    /// new start. The copies up to `finished`, the copy the old content was read to its
+    /// end from (if any), are done with; the next one, if any, holds the new content.
+    pub fn restart(&mut self, mut checkpoint: Checkpoint, finished: Option<FileKey>) {
+        let old = self.entries.remove(&checkpoint.key);
+        let Checkpoint { mut copies, holds, pending_restarts, .. } = match old {
+            Some(old) => old,
+            None => checkpoint.clone(),
+        };
+        let done = finished.and_then(|key| copies.iter().position(|copy| copy.key == key));
+        if let Some(at) = done {
+            copies.drain(..=at);
+        }
+        if let Some(next) = copies.first_mut() {
+            next.continues = true;
+        }
+        checkpoint.copies = copies;
+        checkpoint.pending_restarts = pending_restarts.saturating_sub(1);
+        if checkpoint.pending_restarts == 0 {
+            // This was the last restart: the file holds what `holds` names, its first
+            // bytes perhaps taken since.
+            let longer = holds.filter(|holds| holds.len > checkpoint.fingerprint.len);
+            checkpoint.fingerprint = longer.unwrap_or(checkpoint.fingerprint);
+        } else {
+            checkpoint.holds = holds;
+        }
+        self.dirty = true;
+        self.acknowledge(checkpoint);
+    }
+
+    /// The file `key` restarted into a content whose first bytes are `fingerprint`: its
+    /// checkpoint says so at once (its position says so once acknowledged).
+    pub fn note_restart(&mut self, key: FileKey, fingerprint: Fingerprint) {
+        let Some(entry) = self.entries.get_mut(&key) else { return };
+        entry.holds = Some(fingerprint);
+        entry.pending_restarts += 1;
+        self.dirty = true;
+    }
+
+    /// The file `key` was copied to `copy` (open as `copied`, decompressed if need be)
+    /// and truncated: its checkpoint keeps the copy until the file restarts past it.
+    pub fn note_copy(&mut self, key: FileKey, copy: FileKey, copied: &File) {
+        let Some(entry) = self.entries.get_mut(&key) else { return };
+        let Ok(fingerprint) = Fingerprint::read(copied) else { return };
+        if entry.copies.iter().any(|known| known.key == copy) {
+            return;
+        }
+        // The first copy continues the content the position is in when it starts with
+        // its first bytes; else that content was truncated with no copy (a gap), and
+        // this is a later one.
+        let continues =
+            entry.copies.is_empty() && entry.fingerprint.matches(copied).unwrap_or(false);
+        entry.copies.push(ContentCopy { key: copy, fingerprint, continues });
+        self.dirty = true;
+    }
+
     /// A file's first bytes grew (it was shorter than the fingerprint): its checkpoint
     /// takes the longer fingerprint when the file still starts with the bytes it had,
     /// so that after a restart it is told from other short files. Its position stays.
+    /// After a restart not yet acknowledged, what grows is [`Checkpoint::holds`].
     pub fn lengthen_fingerprint(&mut self, key: FileKey, longer: Fingerprint, file: &File) {
         let Some(entry) = self.entries.get_mut(&key) else { return };
-        if longer.len > entry.fingerprint.len && entry.fingerprint.matches(file).unwrap_or(false) {
-            entry.fingerprint = longer;
+        let now = entry.holds.as_mut().unwrap_or(&mut entry.fingerprint);
+        if longer.len > now.len && now.matches(file).unwrap_or(false) {
+            *now = longer;
             self.dirty = true;
         }
     }
@@ -119,6 +209,9 @@ mod tests {
             fingerprint: Fingerprint { len: 10, hash: 42 },
             path: PathBuf::from(format!("/var/log/{ino}.log")),
             position: Position::at(offset),
+            copies: Vec::new(),
+            holds: None,
+            pending_restarts: 0,
         }
     }
 

@@ -38,7 +38,8 @@ pub enum ShipItem {
     ReadTo { file: Arc<FileRef>, offset: u64 },
     /// The file's content starts again at byte 0 (it was truncated): what follows is
     /// read from 0, and its checkpoint says so once everything before is acknowledged.
-    Restart { file: Arc<FileRef> },
+    /// `copy`: the copy the old content was read to its end from, done with then.
+    Restart { file: Arc<FileRef>, copy: Option<FileKey> },
     /// The file is gone and read to its end: forget its checkpoint once everything
     /// before this is acknowledged.
     Done { key: FileKey },

@@ -17,7 +17,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use tracing::{debug, info, warn};
 
-use super::checkpoint::{Checkpoint, Checkpoints};
+use super::checkpoint::{Checkpoint, Checkpoints, ContentCopy};
 use super::identity::{FileKey, Fingerprint};
 use super::outlet::{FileRef, Outlet, ShipItem, Stopping};
 use super::reader::{Framing, LineReader, Position, TailEvent};
@@ -70,6 +70,8 @@ struct Tracked {
     read_tail: Vec<u8>,
     /// Copies of it (copytruncate) read already.
     copies_read: Vec<FileKey>,
+    /// The copy its content is being read from, done with when it restarts.
+    copy: Option<FileKey>,
     last_growth: Instant,
     last_used: Instant,
 }
@@ -263,64 +265,134 @@ impl<O: Outlet> FileServer<O> {
             return;
         };
         let key = FileKey::of(&metadata);
-        let resumed = self.resume_position(key, &handle);
-        if resumed.is_none() {
-            self.resume_from_copy(source_index, key, path, now);
-        }
-        let source = &self.settings.sources[source_index];
-        let start = resumed.unwrap_or(match (self.first_scan, source.start_at) {
-            (true, StartAt::End) => Position::at(metadata.len()),
-            _ => Position::at(0),
-        });
-        info!(message = "Following a file.", path = %path.display(), offset = start.offset, resumed = resumed.is_some());
+        let checkpoint = self.checkpoint(&key);
         let file = FileRef { key, fingerprint, path: path.to_owned() };
-        self.track(source_index, file, handle, start, now, path);
+        match checkpoint {
+            Some(checkpoint) if holds_checkpointed_content(&checkpoint, &handle) => {
+                info!(message = "Following a file.", path = %path.display(), offset = checkpoint.position.offset, resumed = true);
+                self.track(source_index, file, handle, checkpoint.position, now, path);
+                // Last looked at when the checkpoints were saved: a file not read yet
+                // that changed since may have been written, copied and truncated
+                // while the agent was down (see `service_file`).
+                if let Some(tracked) = self.files.get_mut(&key) {
+                    tracked.last_modified = Some(self.checkpoints_saved_at);
+                }
+            }
+            Some(checkpoint) => {
+                let file = FileRef { fingerprint: checkpoint.fingerprint, ..file };
+                self.track(source_index, file, handle, checkpoint.position, now, path);
+                self.resume_replaced(key, &checkpoint, now);
+            }
+            None => {
+                let source = &self.settings.sources[source_index];
+                let start = match (self.first_scan, source.start_at) {
+                    (true, StartAt::End) => Position::at(metadata.len()),
+                    _ => Position::at(0),
+                };
+                info!(message = "Following a file.", path = %path.display(), offset = start.offset, resumed = false);
+                self.track(source_index, file, handle, start, now, path);
+            }
+        }
+        if self.first_scan && self.files.contains_key(&key) {
+            // Copies made (copytruncate) while the agent was down of what the file
+            // held after its checkpoint, other than the one read above, are read first.
+            let since = self.checkpoints_saved_at;
+            for sibling in siblings::siblings(path) {
+                self.adopt_unseen(source_index, &sibling, since, now, path);
+            }
+        }
         if at_cap && let Some(tracked) = self.files.get_mut(&key) {
             // Within max_open_files: it is opened again when its turn comes.
             tracked.handle = None;
         }
     }
 
-    /// A checkpointed file whose first bytes changed while the agent did not watch it was
-    /// copied and truncated (copytruncate): its copy, found among the siblings by those
-    /// first bytes, is drained from the checkpoint under its own identity, and the file
-    /// itself starts anew. With no copy, what followed the checkpoint is a declared gap.
-    fn resume_from_copy(&mut self, source_index: usize, key: FileKey, path: &Path, now: Instant) {
-        let Some(checkpoint) =
-            self.checkpoints.lock().unwrap_or_else(PoisonError::into_inner).get(&key).cloned()
-        else {
-            return;
+    /// A checkpointed file, followed from its checkpoint, whose content was replaced
+    /// while the agent did not watch it: copied and truncated (copytruncate), truncated,
+    /// or its inode reused. What it held before is read from its copies; then the file
+    /// is read from its start.
+    fn resume_replaced(&mut self, key: FileKey, checkpoint: &Checkpoint, now: Instant) {
+        let Some(mut tracked) = self.files.remove(&key) else { return };
+        let holds_still = |holds: &Fingerprint, handle: Option<&File>| {
+            handle.is_some_and(|handle| holds.matches(handle).unwrap_or(false))
         };
-        let scratch = &self.settings.scratch_dir;
-        let copied = Match::Copied { born_after: None };
-        let copy = siblings::find(path, key, checkpoint.fingerprint, copied, scratch);
-        // The copy's own identity (a `.gz` one's, not its decompressed content's), so
-        // that its checkpoint finds it after a restart.
-        let copy_key = copy.as_ref().and_then(|copy| fs::metadata(&copy.path).ok());
-        let copy_key = copy_key.map(|metadata| FileKey::of(&metadata));
-        let Some((copy, copy_key)) = copy.zip(copy_key) else {
-            // The content the checkpoint was of is gone: what followed it is lost.
-            self.checkpoints.lock().unwrap_or_else(PoisonError::into_inner).forget(&key);
-            let destination = self.destination(source_index, path);
-            let Checkpoint { fingerprint, path: was_at, position, .. } = checkpoint;
-            let file = Arc::new(FileRef { key, fingerprint, path: was_at });
-            let reason = "replaced while the agent was stopped (truncated, or its inode reused), and no copy found";
-            let _ = self.declare_gap(&destination, &file, position.offset, None, reason);
-            return;
-        };
-        let known = self
-            .checkpoints
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .get(&copy_key)
-            .is_some();
-        if known || self.files.contains_key(&copy_key) {
-            return;
+        let drained = self.drain_copies(&mut tracked, &checkpoint.copies, now).and_then(|()| {
+            match checkpoint.holds {
+                Some(holds) if !holds_still(&holds, tracked.handle.as_ref()) => {
+                    self.drain_replaced_content(&mut tracked, holds, now)
+                }
+                _ => Ok(()),
+            }
+        });
+        // Stopping: the checkpoint is as it was, and the next start does this again.
+        let _ = drained.and_then(|()| self.restart(&mut tracked));
+        self.files.insert(key, tracked);
+    }
+
+    /// What the file held after its last copy, whose first bytes were `fingerprint`,
+    /// was replaced too while the agent was down: read whole from a copy found by those
+    /// bytes, or declared lost.
+    fn drain_replaced_content(
+        &mut self,
+        tracked: &mut Tracked,
+        fingerprint: Fingerprint,
+        now: Instant,
+    ) -> Result<(), Stopping> {
+        self.restart_as(tracked, fingerprint)?;
+        match self.copy_of(tracked, None) {
+            Some(found) => self.drain_copy(tracked, found, now),
+            None => self.declare_rest_lost(tracked, NO_COPY),
         }
-        info!(message = "Found the earlier content of a checkpointed file among its siblings; draining it.", path = %path.display(), copy = %copy.path.display(), from = checkpoint.position.offset);
-        self.checkpoints.lock().unwrap_or_else(PoisonError::into_inner).forget(&key);
-        let file = FileRef { key: copy_key, fingerprint: checkpoint.fingerprint, path: copy.path };
-        self.track_rotated(source_index, file, copy.handle, checkpoint.position, now, path);
+    }
+
+    /// Reads what a file held before it was truncated, from its checkpoint on, from its
+    /// copies: those the checkpoint names, in order (each a content of its own after
+    /// the first), else one found by its first bytes. What no copy is found for is
+    /// declared lost.
+    fn drain_copies(
+        &mut self,
+        tracked: &mut Tracked,
+        copies: &[ContentCopy],
+        now: Instant,
+    ) -> Result<(), Stopping> {
+        const COPY_GONE: &str =
+            "copied before a truncation (copytruncate), and the copy not found when the agent started";
+        if copies.is_empty() {
+            return match self.copy_of(tracked, None) {
+                Some(found) => self.drain_copy(tracked, found, now),
+                None => self.declare_rest_lost(tracked, NO_COPY),
+            };
+        }
+        for (index, copy) in copies.iter().enumerate() {
+            if index > 0 || !copy.continues {
+                if index == 0 {
+                    self.declare_rest_lost(tracked, NO_COPY)?;
+                }
+                self.restart_as(tracked, copy.fingerprint)?;
+            }
+            let scratch = &self.settings.scratch_dir;
+            let found = siblings::find(
+                &tracked.file.path,
+                copy.key,
+                copy.fingerprint,
+                Match::Renamed,
+                scratch,
+            );
+            match found {
+                Some(found) => self.drain_copy(tracked, found, now)?,
+                None => {
+                    self.declare_rest_lost(tracked, COPY_GONE)?;
+                    tracked.copy = Some(copy.key);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// What `tracked`'s content holds beyond where it was read to is lost.
+    fn declare_rest_lost(&mut self, tracked: &Tracked, reason: &'static str) -> Result<(), Stopping> {
+        let file = Arc::clone(&tracked.file);
+        self.declare_gap(&tracked.destination, &file, tracked.reader.read_offset(), None, reason)
     }
 
     /// Follows a rotated-away file found at start-up, from `start`, and then the rotated
@@ -374,7 +446,12 @@ impl<O: Outlet> FileServer<O> {
                     .lock()
                     .unwrap_or_else(PoisonError::into_inner)
                     .iter()
-                    .any(|c| c.key == key || c.fingerprint == fingerprint);
+                    .any(|c| {
+                        c.key == key
+                            || c.fingerprint == fingerprint
+                            || c.holds == Some(fingerprint)
+                            || c.copies.iter().any(|copy| copy.key == key)
+                    });
         if known || fingerprint.len == 0 {
             return;
         }
@@ -386,11 +463,8 @@ impl<O: Outlet> FileServer<O> {
         }
     }
 
-    /// The checkpointed position of a file, when its fingerprint says it is that file.
-    fn resume_position(&self, key: FileKey, handle: &File) -> Option<Position> {
-        let checkpoints = self.checkpoints.lock().unwrap_or_else(PoisonError::into_inner);
-        let checkpoint = checkpoints.get(&key)?;
-        checkpoint.fingerprint.matches(handle).ok()?.then_some(checkpoint.position)
+    fn checkpoint(&self, key: &FileKey) -> Option<Checkpoint> {
+        self.checkpoints.lock().unwrap_or_else(PoisonError::into_inner).get(key).cloned()
     }
 
     /// Follows `file` from `start`, shipping to the stream named after `named` (the path
@@ -420,6 +494,9 @@ impl<O: Outlet> FileServer<O> {
             fingerprint: file.fingerprint,
             path: file.path.clone(),
             position: start,
+            copies: Vec::new(),
+            holds: None,
+            pending_restarts: 0,
         });
         let tracked = Tracked {
             destination,
@@ -433,6 +510,7 @@ impl<O: Outlet> FileServer<O> {
             last_modified: handle_modified,
             read_tail,
             copies_read: Vec::new(),
+            copy: None,
             last_growth: now,
             last_used: now,
         };
@@ -453,65 +531,93 @@ impl<O: Outlet> FileServer<O> {
         };
         for checkpoint in pending {
             let Some(source_index) = self.source_for(&checkpoint.path) else { continue };
-            // Where it was last seen, by its own identity and (a `.gz` one decompressed)
-            // its first bytes.
-            let same_file =
-                fs::metadata(&checkpoint.path).is_ok_and(|m| FileKey::of(&m) == checkpoint.key);
-            let scratch = &self.settings.scratch_dir;
-            let opened = same_file.then(|| siblings::open(&checkpoint.path, scratch).ok());
-            let still_there = opened
-                .flatten()
-                .filter(|handle| checkpoint.fingerprint.matches(handle).unwrap_or(false));
-            // A sibling another file already claimed is not this one (two short files'
-            // first bytes can agree).
-            let found = still_there
-                .map(|handle| (checkpoint.path.clone(), handle))
-                .or_else(|| {
-                    self.find_renamed(&checkpoint.path, checkpoint.key, checkpoint.fingerprint)
-                })
-                .filter(|(path, _)| {
-                    !self
-                        .files
-                        .values()
-                        .any(|t| t.file.path == *path && t.file.key != checkpoint.key)
-                });
-            match found {
-                Some((path, handle)) => {
-                    let file =
-                        FileRef { key: checkpoint.key, fingerprint: checkpoint.fingerprint, path };
-                    let named = self.stream_path(source_index, &checkpoint.path);
-                    self.track_rotated(
-                        source_index,
-                        file,
-                        handle,
-                        checkpoint.position,
-                        now,
-                        &named,
-                    );
+            let named = self.stream_path(source_index, &checkpoint.path);
+            if let Some((path, handle, intact)) = self.locate(&checkpoint) {
+                let Checkpoint { key, fingerprint, position, .. } = checkpoint;
+                let file = FileRef { key, fingerprint, path };
+                self.track_rotated(source_index, file, handle, position, now, &named);
+                if !intact {
+                    self.resume_replaced(key, &checkpoint, now);
                 }
-                None => {
-                    // Gone while the agent was stopped: whatever followed the checkpoint
-                    // is lost, as far as anyone can tell; the checkpoint goes once the
-                    // marker is acknowledged.
-                    let named = self.stream_path(source_index, &checkpoint.path);
-                    let destination = self.destination(source_index, &named);
-                    let Checkpoint { key, fingerprint, path, position } = checkpoint;
-                    let file = Arc::new(FileRef { key, fingerprint, path });
-                    let reason = "not found when the agent started (deleted while it was stopped)";
-                    let from = position.offset;
-                    let declared = self.declare_gap(&destination, &file, from, None, reason);
-                    let done = ShipItem::Done { key };
-                    if declared.and_then(|()| self.outlet.deliver(&destination, done)).is_err() {
-                        return;
-                    }
-                    // Files rotated in after it while the agent was down are shipped.
-                    let since = self.checkpoints_saved_at;
-                    for sibling in siblings::siblings(&named) {
-                        self.adopt_unseen(source_index, &sibling, since, now, &named);
-                    }
-                }
+                continue;
+            }
+            if self.resume_gone(source_index, &checkpoint, &named, now).is_err() {
+                return;
+            }
+            // Files rotated in after it while the agent was down are shipped.
+            let since = self.checkpoints_saved_at;
+            for sibling in siblings::siblings(&named) {
+                self.adopt_unseen(source_index, &sibling, since, now, &named);
             }
         }
+    }
+
+    /// A checkpointed file not found at start-up: deleted while the agent was stopped,
+    /// or compressed with first bytes too few to know it by. What its copies hold (it
+    /// was copied and truncated before) is read from them; the rest is declared lost,
+    /// and its checkpoint goes once that is acknowledged.
+    fn resume_gone(
+        &mut self,
+        source_index: usize,
+        checkpoint: &Checkpoint,
+        named: &Path,
+        now: Instant,
+    ) -> Result<(), Stopping> {
+        let Checkpoint { key, fingerprint, position, copies, .. } = checkpoint.clone();
+        let destination = self.destination(source_index, named);
+        let scratch = &self.settings.scratch_dir;
+        let readable = copies.iter().find_map(|copy| {
+            siblings::find(&checkpoint.path, copy.key, copy.fingerprint, Match::Renamed, scratch)
+        });
+        if let Some(readable) = readable {
+            // Read as the file's own, through a handle of a copy.
+            let file = FileRef { key, fingerprint, path: checkpoint.path.clone() };
+            self.track(source_index, file, readable.handle, position, now, named);
+            if let Some(mut tracked) = self.files.remove(&key) {
+                self.drain_copies(&mut tracked, &copies, now)?;
+            }
+        } else {
+            let file = Arc::new(FileRef { key, fingerprint, path: checkpoint.path.clone() });
+            let reason = "not found when the agent started (deleted while it was stopped)";
+            self.declare_gap(&destination, &file, position.offset, None, reason)?;
+        }
+        if !copies.is_empty() || checkpoint.holds.is_some() {
+            // What it held after it was last truncated is gone with it.
+            let fingerprint = checkpoint.holds.unwrap_or(fingerprint);
+            let file = Arc::new(FileRef { key, fingerprint, path: checkpoint.path.clone() });
+            let reason = "written after a copytruncate, and not found when the agent started (rotated or deleted while it was stopped)";
+            self.declare_gap(&destination, &file, 0, None, reason)?;
+        }
+        self.outlet.deliver(&destination, ShipItem::Done { key })
+    }
+
+    /// Where a checkpointed file that no glob matches now is: at the path it was last
+    /// seen at, or renamed (and maybe compressed) among its siblings, open; and whether
+    /// it still holds the content its checkpoint is in (not when its inode now holds
+    /// other bytes, or the content was copied and the file truncated). A sibling
+    /// another file already claimed is not this one (two short files' first bytes can
+    /// agree).
+    fn locate(&self, checkpoint: &Checkpoint) -> Option<(PathBuf, File, bool)> {
+        let Checkpoint { key, fingerprint, path, .. } = checkpoint;
+        let scratch = &self.settings.scratch_dir;
+        let same_file = fs::metadata(path).is_ok_and(|m| FileKey::of(&m) == *key);
+        let at_path = same_file.then(|| siblings::open(path, scratch).ok()).flatten();
+        let at_path = at_path.map(|handle| (path.clone(), handle));
+        // Its first bytes are those of the content that was copied, when it was:
+        // they name the copy, not it; what it holds since is named by `holds`.
+        let by_content = checkpoint.copies.is_empty() && checkpoint.holds.is_none();
+        let found = at_path
+            .or_else(|| by_content.then(|| self.find_renamed(path, *key, *fingerprint))?)
+            .or_else(|| {
+                let reused = siblings::find(path, *key, *fingerprint, Match::Inode, scratch)?;
+                Some((reused.path, reused.handle))
+            })
+            .or_else(|| self.find_renamed(path, *key, checkpoint.holds?))
+            .filter(|(found, _)| {
+                !self.files.values().any(|t| t.file.path == *found && t.file.key != *key)
+            })?;
+        let intact = holds_checkpointed_content(checkpoint, &found.1);
+        Some((found.0, found.1, intact))
     }
 
     /// The file (`key`, `fingerprint`) once at `path`, renamed (and maybe compressed)
@@ -598,10 +704,30 @@ impl<O: Outlet> FileServer<O> {
             });
             if !held {
                 busy |= self.service(key, now)?;
+            } else if let Some(mut tracked) = self.files.remove(&key) {
+                // Not read yet, but its first bytes are known.
+                if let Some(handle) = tracked.handle.as_ref()
+                    && tracked.file.fingerprint.is_partial()
+                {
+                    self.refresh_fingerprint(&mut tracked.file, handle);
+                }
+                self.files.insert(key, tracked);
             }
         }
         self.close_idle_files();
         Ok(busy)
+    }
+
+    /// Takes `tracked`'s first bytes again, when they were fewer than a fingerprint
+    /// holds (or the file restarted): a longer fingerprint tells short files apart
+    /// after a restart, and tells a file's later content from the one checkpointed.
+    fn refresh_fingerprint(&self, file: &mut Arc<FileRef>, handle: &File) {
+        let Ok(fingerprint) = Fingerprint::read(handle) else { return };
+        if fingerprint != file.fingerprint {
+            *file = Arc::new(FileRef { fingerprint, ..(**file).clone() });
+        }
+        let mut checkpoints = self.checkpoints.lock().unwrap_or_else(PoisonError::into_inner);
+        checkpoints.lengthen_fingerprint(file.key, fingerprint, handle);
     }
 
     /// Whether a file was truncated since it was last read: shorter than what was read,
@@ -709,11 +835,10 @@ impl<O: Outlet> FileServer<O> {
             self.stats.truncations.add(1);
             info!(message = "File truncated; reading it again from the start.", path = %tracked.file.path.display());
         }
-        let refresh = truncated || (tracked.file.fingerprint.is_partial() && outcome.bytes > 0);
-        if refresh && let Ok(fingerprint) = Fingerprint::read(handle) {
-            tracked.file = Arc::new(FileRef { fingerprint, ..(*tracked.file).clone() });
-            let mut checkpoints = self.checkpoints.lock().unwrap_or_else(PoisonError::into_inner);
-            checkpoints.lengthen_fingerprint(tracked.file.key, fingerprint, handle);
+        // A short file's first bytes are taken again each turn: its checkpoint may
+        // not have taken the last ones yet (it does not while it names copies).
+        if truncated || tracked.file.fingerprint.is_partial() {
+            self.refresh_fingerprint(&mut tracked.file, handle);
         }
         let _ = tracked.reader.flush_timers(handle, now, &mut tracked.clock, &mut events);
         let drained = tracked.orphaned_since.is_some()
@@ -744,42 +869,55 @@ impl<O: Outlet> FileServer<O> {
         born_after: Option<SystemTime>,
         now: Instant,
     ) -> Result<bool, Stopping> {
-        let file = Arc::clone(&tracked.file);
         let copy = self.copy_of(tracked, born_after);
         let found = copy.is_some();
-        let mut read_to = tracked.reader.read_offset();
         if let Some(copy) = copy {
-            info!(message = "File truncated; reading the rest from its copy.", path = %file.path.display(), copy = %copy.path.display(), from = read_to);
-            let copy_key = copy.handle.metadata().ok().map(|m| FileKey::of(&m));
-            tracked.copies_read.extend(copy_key.filter(|_| !copy.compressed));
-            loop {
-                let mut events = Vec::new();
-                let outcome = tracked.reader.read(
-                    &copy.handle,
-                    &mut self.scratch,
-                    READ_BUDGET_BYTES,
-                    now,
-                    &mut tracked.clock,
-                    &mut events,
-                );
-                let more = outcome.as_ref().is_ok_and(|outcome| outcome.more);
-                if !more {
-                    let _ =
-                        tracked.reader.finish(&copy.handle, now, &mut tracked.clock, &mut events);
-                }
-                let seen = tracked.reader.read_offset();
-                self.hand_on(tracked, events, seen)?;
-                if !more {
-                    break;
-                }
-            }
-            read_to = read_to.max(tracked.reader.read_offset());
+            self.drain_copy(tracked, copy, now)?;
         }
+        let read_to = tracked.reader.read_offset();
         if size_before > read_to {
+            let file = Arc::clone(&tracked.file);
             let reason = "truncated before they were read (copytruncate) and not in a copy";
             self.declare_gap(&tracked.destination, &file, read_to, Some(size_before), reason)?;
         }
         Ok(found)
+    }
+
+    /// Reads the rest of `tracked`'s content, from where it was read to, from `copy`
+    /// (made before a truncation), as `tracked`'s own. Its checkpoint names the copy
+    /// until the file restarts, so that after a crash the rest is read from there again.
+    fn drain_copy(&mut self, tracked: &mut Tracked, copy: Found, now: Instant) -> Result<(), Stopping> {
+        info!(message = "File truncated; reading the rest from its copy.", path = %tracked.file.path.display(), copy = %copy.path.display(), from = tracked.reader.read_offset());
+        // The copy's own identity (a `.gz` one's, not its decompressed content's).
+        if let Ok(metadata) = fs::metadata(&copy.path) {
+            let copy_key = FileKey::of(&metadata);
+            let mut checkpoints = self.checkpoints.lock().unwrap_or_else(PoisonError::into_inner);
+            checkpoints.note_copy(tracked.file.key, copy_key, &copy.handle);
+            tracked.copy = Some(copy_key);
+            if !copy.compressed {
+                tracked.copies_read.push(copy_key);
+            }
+        }
+        loop {
+            let mut events = Vec::new();
+            let outcome = tracked.reader.read(
+                &copy.handle,
+                &mut self.scratch,
+                READ_BUDGET_BYTES,
+                now,
+                &mut tracked.clock,
+                &mut events,
+            );
+            let more = outcome.as_ref().is_ok_and(|outcome| outcome.more);
+            if !more {
+                let _ = tracked.reader.finish(&copy.handle, now, &mut tracked.clock, &mut events);
+            }
+            let seen = tracked.reader.read_offset();
+            self.hand_on(tracked, events, seen)?;
+            if !more {
+                return Ok(());
+            }
+        }
     }
 
     /// A copy of `tracked` among its siblings; one told by its time (`born_after`) must
@@ -812,16 +950,23 @@ impl<O: Outlet> FileServer<O> {
     /// the manifest and checkpoint learn that what follows is new, under its new first
     /// bytes (so a restart from the checkpoint does not take the copy for the file).
     fn restart(&mut self, tracked: &mut Tracked) -> Result<(), Stopping> {
+        let fingerprint = tracked.handle.as_ref().and_then(|h| Fingerprint::read(h).ok());
+        self.restart_as(tracked, fingerprint.unwrap_or(tracked.file.fingerprint))
+    }
+
+    /// [`Self::restart`] into a content whose first bytes are `fingerprint`.
+    fn restart_as(&mut self, tracked: &mut Tracked, fingerprint: Fingerprint) -> Result<(), Stopping> {
         let mut events = Vec::new();
         let end = tracked.reader.read_offset();
         tracked.reader.restart(&mut tracked.clock, &mut events);
         tracked.read_tail.clear();
         self.hand_on(tracked, events, end)?;
         self.read_to(tracked, end)?;
-        if let Some(Ok(fingerprint)) = tracked.handle.as_ref().map(Fingerprint::read) {
-            tracked.file = Arc::new(FileRef { fingerprint, ..(*tracked.file).clone() });
-        }
-        let restart = ShipItem::Restart { file: Arc::clone(&tracked.file) };
+        tracked.file = Arc::new(FileRef { fingerprint, ..(*tracked.file).clone() });
+        let mut checkpoints = self.checkpoints.lock().unwrap_or_else(PoisonError::into_inner);
+        checkpoints.note_restart(tracked.file.key, fingerprint);
+        drop(checkpoints);
+        let restart = ShipItem::Restart { file: Arc::clone(&tracked.file), copy: tracked.copy.take() };
         self.outlet.deliver(&tracked.destination, restart)
     }
 
@@ -935,6 +1080,18 @@ impl<O: Outlet> FileServer<O> {
         }
     }
 }
+
+/// Whether the file open as `handle` still holds the content `checkpoint` is in: it
+/// starts with the same bytes, and was not copied, truncated or replaced since.
+fn holds_checkpointed_content(checkpoint: &Checkpoint, handle: &File) -> bool {
+    checkpoint.copies.is_empty()
+        && checkpoint.holds.is_none()
+        && checkpoint.fingerprint.matches(handle).unwrap_or(false)
+}
+
+/// Why bytes are lost when a checkpointed file's content was replaced with no copy.
+const NO_COPY: &str =
+    "replaced while the agent was stopped (truncated, or its inode reused), and no copy found";
 
 /// Bytes kept from just before a file's read offset.
 const READ_TAIL_BYTES: u64 = 32;

@@ -38,6 +38,9 @@ pub struct Found {
 pub enum Match {
     /// The same file, renamed (and maybe compressed): the same inode for a plain file.
     Renamed,
+    /// The same inode, renamed, whatever it holds now (its content may have been
+    /// replaced): plain files only.
+    Inode,
     /// A copy of it (copytruncate): any other file that starts with its bytes, and
     /// (`born_after`, for a file whose bytes were never read) a plain file created
     /// after that time (a file renamed by a rotation was created before).
@@ -92,9 +95,11 @@ pub fn find(
 ) -> Option<Found> {
     siblings(path).into_iter().find_map(|candidate| {
         let compressed = candidate.extension().is_some_and(|e| e == "gz");
-        // A copy told by its time is the plain file logrotate has just made: a
-        // compressed sibling made as recently is an older rotation, moved on.
-        if compressed && matches!(wanted, Match::Copied { born_after: Some(_) }) {
+        // A copy told by its time is the plain file logrotate has just made (a
+        // compressed sibling made as recently is an older rotation, moved on); an inode
+        // is a plain file's.
+        let by_time = matches!(wanted, Match::Copied { born_after: Some(_) });
+        if compressed && (by_time || wanted == Match::Inode) {
             return None;
         }
         let handle = if compressed {
@@ -111,6 +116,9 @@ pub fn find(
             let same_inode = FileKey::of(&metadata) == key;
             let qualifies = match wanted {
                 Match::Renamed => same_inode,
+                Match::Inode => {
+                    return same_inode.then_some(Found { path: candidate, handle, compressed });
+                }
                 Match::Copied { born_after } => {
                     let born = || metadata.created().ok();
                     !same_inode && born_after.is_none_or(|after| born().is_some_and(|b| b > after))
