@@ -615,5 +615,3 @@ proptest! {
         hold(&ops)?;
     }
 }
-
-

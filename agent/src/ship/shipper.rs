@@ -18,7 +18,7 @@ use super::sink::{LogSink, PutError, Rejected};
 use crate::budget::ByteBudget;
 use crate::destination::Destination;
 use crate::stats::AgentStats;
-use crate::tail::checkpoint::{Checkpoint, Checkpoints};
+use crate::tail::checkpoint::Checkpoints;
 use crate::tail::identity::FileKey;
 use crate::tail::outlet::{FileRef, ShipItem, event_bytes, gap_marker};
 use crate::tail::reader::Position;
@@ -50,7 +50,7 @@ enum Queued {
     /// A file was read to this offset.
     ReadTo(Arc<FileRef>, u64),
     /// A file's content starts again at 0.
-    Restart(Arc<FileRef>, Option<FileKey>),
+    Restart(Arc<FileRef>),
     Done(FileKey),
 }
 
@@ -248,8 +248,8 @@ fn enqueue(queue: &mut VecDeque<Queued>, item: ShipItem) -> usize {
             queue.push_back(Queued::ReadTo(file, offset));
             0
         }
-        ShipItem::Restart { file, copy } => {
-            queue.push_back(Queued::Restart(file, copy));
+        ShipItem::Restart { file } => {
+            queue.push_back(Queued::Restart(file));
             0
         }
         ShipItem::Done { key } => {
@@ -268,42 +268,25 @@ fn apply_file_changes(
     context: &ShipperContext,
 ) {
     loop {
-        let mut finished_copy = None;
-        let checkpoint = match queue.front() {
+        match queue.front() {
             Some(Queued::ReadTo(file, offset)) => {
                 let behind = lock(&context.checkpoints)
-                    .get(&file.key)
-                    .is_some_and(|c| c.position.offset < *offset);
+                    .acknowledged(&file.key, file.epoch)
+                    .is_some_and(|acknowledged| acknowledged < *offset);
                 if behind {
                     let position = Position::at(*offset);
                     let read = [Origin::File { file: Arc::clone(file), position, seen: *offset }];
                     acknowledge(destination, &read, summarize(&[], &[]), context);
                 }
-                None
             }
-            Some(Queued::Done(key)) => {
-                lock(&context.checkpoints).forget(key);
-                None
-            }
-            Some(Queued::Restart(file, copy)) => {
-                finished_copy = *copy;
-                Some(Checkpoint {
-                    key: file.key,
-                    fingerprint: file.fingerprint,
-                    path: file.path.clone(),
-                    position: Position::at(0),
-                    copies: Vec::new(),
-                    holds: None,
-                    pending_restarts: 0,
-                })
+            Some(Queued::Done(key)) => lock(&context.checkpoints).forget(key),
+            Some(Queued::Restart(file)) => {
+                lock(&context.checkpoints).acknowledge(file, Position::at(0));
             }
             _ => return,
-        };
+        }
         queue.pop_front();
         let mut checkpoints = lock(&context.checkpoints);
-        if let Some(checkpoint) = checkpoint {
-            checkpoints.restart(checkpoint, finished_copy);
-        }
         if let Err(error) = checkpoints.save() {
             error!(message = "Cannot save checkpoints.", %error);
         }
@@ -423,7 +406,7 @@ fn file_ranges(sources: &[Origin], checkpoints: &Checkpoints) -> Vec<FileRange> 
                 dev: file.key.dev,
                 inode: file.key.ino,
                 fingerprint: fingerprint_text(file),
-                from: checkpoints.get(&file.key).map(|c| c.position.offset),
+                from: checkpoints.acknowledged(&file.key, file.epoch),
                 to: position.offset,
                 size: Some(*seen),
             }),
@@ -472,15 +455,7 @@ fn acknowledge(
     drop(manifests);
     for source in sources {
         let Origin::File { file, position, .. } = source else { continue };
-        checkpoints.acknowledge(Checkpoint {
-            key: file.key,
-            fingerprint: file.fingerprint,
-            path: file.path.clone(),
-            position: *position,
-            copies: Vec::new(),
-            holds: None,
-            pending_restarts: 0,
-        });
+        checkpoints.acknowledge(file, *position);
     }
     if let Err(error) = checkpoints.save() {
         error!(message = "Cannot save checkpoints.", %error);

@@ -10,43 +10,106 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use super::identity::{FileKey, Fingerprint};
+use super::outlet::FileRef;
 use super::reader::Position;
 use klaxon_common::state_file::{read_json, write_atomically};
 
 const FILE_NAME: &str = "checkpoints.json";
 
-/// One file's checkpoint.
+/// One file's checkpoint: where its oldest content not yet all acknowledged is done
+/// to, and the contents it held after that one.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Checkpoint {
     pub key: FileKey,
+    /// The first bytes of the content `position` is in.
     pub fingerprint: Fingerprint,
     /// Where the file was last seen (it may since have been renamed).
     pub path: PathBuf,
     pub position: Position,
-    /// Copies made of the file before it was truncated (copytruncate) whose content is
-    /// not all acknowledged yet, oldest first: a crash must not lose where that content
-    /// now is. The file itself holds what was written after the last one.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub copies: Vec<ContentCopy>,
-    /// The first bytes of what the file holds now, when it restarted (was truncated,
-    /// or its content replaced) since the content `position` is in: its restart is not
-    /// acknowledged yet, and a crash must not lose what the file is now.
+    /// Which of the file's contents that is: each truncation begins another.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub epoch: u64,
+    /// Where the rest of that content is, when the file was copied and truncated
+    /// (copytruncate) since.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub holds: Option<Fingerprint>,
-    /// Restarts handed on and not acknowledged yet (none after a crash).
-    #[serde(skip)]
-    pub pending_restarts: u32,
+    pub copy: Option<FileKey>,
+    /// The contents the file held after that one, oldest first, the last being what it
+    /// holds now. A truncation records the new content at once: a crash before the old
+    /// one is all acknowledged must not forget where the new one is.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub later: Vec<LaterContent>,
 }
 
-/// A copy of a file's content, made before the file was truncated.
+/// A content a file held after the one its checkpoint's position is in (read from 0).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ContentCopy {
-    /// The copy's own identity (a `.gz` one's, once compressed, is not known).
-    pub key: FileKey,
+pub struct LaterContent {
+    pub epoch: u64,
     pub fingerprint: Fingerprint,
-    /// It holds the content the checkpoint's position is in (it is read from there);
-    /// else a later content, read whole.
-    pub continues: bool,
+    /// Where it is, when the file was copied and truncated since; none and not the last:
+    /// it is lost (the truncation left no copy).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub copy: Option<FileKey>,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
+}
+
+impl Checkpoint {
+    /// A file's checkpoint at `position` of its content `fingerprint`, `epoch`.
+    pub fn new(key: FileKey, fingerprint: Fingerprint, path: PathBuf, position: Position) -> Self {
+        Checkpoint { key, fingerprint, path, position, epoch: 0, copy: None, later: Vec::new() }
+    }
+
+    /// Every content not yet all acknowledged, oldest first: the checkpointed one (from
+    /// its position), then the later ones (from 0).
+    pub fn contents(&self) -> Vec<LaterContent> {
+        let first =
+            LaterContent { epoch: self.epoch, fingerprint: self.fingerprint, copy: self.copy };
+        std::iter::once(first).chain(self.later.iter().cloned()).collect()
+    }
+
+    /// The first bytes of what the file holds now.
+    pub fn now_holds(&self) -> Fingerprint {
+        self.later.last().map_or(self.fingerprint, |last| last.fingerprint)
+    }
+
+    /// Whether the file, open as `handle`, holds just what the checkpoint says: its
+    /// one content, never copied and truncated, starting with the bytes it had.
+    pub fn holds_one_content(&self, handle: &File) -> bool {
+        self.later.is_empty()
+            && self.copy.is_none()
+            && self.fingerprint.matches(handle).unwrap_or(false)
+    }
+
+    /// The fingerprint of content `epoch`, to lengthen or to name its copy.
+    fn fingerprint_of(&mut self, epoch: u64) -> Option<(&mut Fingerprint, &mut Option<FileKey>)> {
+        if epoch == self.epoch {
+            return Some((&mut self.fingerprint, &mut self.copy));
+        }
+        let later = self.later.iter_mut().find(|later| later.epoch == epoch)?;
+        Some((&mut later.fingerprint, &mut later.copy))
+    }
+
+    /// Content `epoch` is now the checkpointed one, at `position`; those before are done.
+    /// Of its fingerprint as acknowledged and as known, the longer is kept.
+    fn move_to(&mut self, epoch: u64, fingerprint: Fingerprint, position: Position) {
+        if epoch != self.epoch {
+            let at = self.later.iter().position(|later| later.epoch == epoch);
+            let (known, copy) = match at {
+                Some(at) => (self.later[at].fingerprint, self.later[at].copy),
+                None => (fingerprint, None),
+            };
+            self.later.drain(..at.map_or(self.later.len(), |at| at + 1));
+            self.epoch = epoch;
+            self.copy = copy;
+            self.fingerprint = known;
+        }
+        if fingerprint.len > self.fingerprint.len {
+            self.fingerprint = fingerprint;
+        }
+        self.position = position;
+    }
 }
 
 /// The file format, versioned so a later agent can read what an earlier one wrote.
@@ -89,94 +152,68 @@ impl Checkpoints {
         self.entries.values()
     }
 
-    /// Records an acknowledged position (the latest acknowledgement wins). The copies
-    /// noted stay until the file restarts past them ([`Self::restart`]).
-    pub fn acknowledge(&mut self, mut checkpoint: Checkpoint) {
-        if let Some(old) = self.entries.get(&checkpoint.key)
-            && checkpoint.copies.is_empty()
-        {
-            checkpoint.copies.clone_from(&old.copies);
-            checkpoint.holds = old.holds;
-            checkpoint.pending_restarts = old.pending_restarts;
-        }
-        if self.entries.get(&checkpoint.key) != Some(&checkpoint) {
-            self.entries.insert(checkpoint.key, checkpoint);
-            self.dirty = true;
-        }
+    /// Where content `epoch` of file `key` is acknowledged to: its checkpoint's
+    /// position, or 0 for a later content.
+    pub fn acknowledged(&self, key: &FileKey, epoch: u64) -> Option<u64> {
+        let checkpoint = self.entries.get(key)?;
+        Some(if checkpoint.epoch == epoch { checkpoint.position.offset } else { 0 })
+    }
+
+    /// Records an acknowledged position of content `epoch` (the latest acknowledgement
+    /// wins); the contents before it are done.
+    pub fn acknowledge(&mut self, file: &FileRef, position: Position) {
+        let entry = self.entries.entry(file.key).or_insert_with(|| {
+            Checkpoint::new(file.key, file.fingerprint, file.path.clone(), position)
+        });
+        let before = entry.clone();
+        entry.move_to(file.epoch, file.fingerprint, position);
+        entry.path.clone_from(&file.path);
+        self.dirty |= *entry != before;
     }
 
     /// Records where a newly found file starts, unless it has a checkpoint already.
     pub fn register(&mut self, checkpoint: Checkpoint) {
-        if !self.entries.contains_key(&checkpoint.key) {
-            self.acknowledge(checkpoint);
+        if let std::collections::btree_map::Entry::Vacant(entry) =
+            self.entries.entry(checkpoint.key)
+        {
+            entry.insert(checkpoint);
+            self.dirty = true;
         }
     }
 
-    /// A file's content starts again (it was truncated or replaced): `checkpoint` is its
-    /// new start. The copies up to `finished`, the copy the old content was read to its
-    /// end from (if any), are done with; the next one, if any, holds the new content.
-    pub fn restart(&mut self, mut checkpoint: Checkpoint, finished: Option<FileKey>) {
-        let old = self.entries.remove(&checkpoint.key);
-        let Checkpoint { mut copies, holds, pending_restarts, .. } = match old {
-            Some(old) => old,
-            None => checkpoint.clone(),
-        };
-        let done = finished.and_then(|key| copies.iter().position(|copy| copy.key == key));
-        if let Some(at) = done {
-            copies.drain(..=at);
-        }
-        if let Some(next) = copies.first_mut() {
-            next.continues = true;
-        }
-        checkpoint.copies = copies;
-        checkpoint.pending_restarts = pending_restarts.saturating_sub(1);
-        if checkpoint.pending_restarts == 0 {
-            // This was the last restart: the file holds what `holds` names, its first
-            // bytes perhaps taken since.
-            let longer = holds.filter(|holds| holds.len > checkpoint.fingerprint.len);
-            checkpoint.fingerprint = longer.unwrap_or(checkpoint.fingerprint);
-        } else {
-            checkpoint.holds = holds;
-        }
-        self.dirty = true;
-        self.acknowledge(checkpoint);
-    }
-
-    /// The file `key` restarted into a content whose first bytes are `fingerprint`: its
-    /// checkpoint says so at once (its position says so once acknowledged).
-    pub fn note_restart(&mut self, key: FileKey, fingerprint: Fingerprint) {
-        let Some(entry) = self.entries.get_mut(&key) else { return };
-        entry.holds = Some(fingerprint);
-        entry.pending_restarts += 1;
-        self.dirty = true;
-    }
-
-    /// The file `key` was copied to `copy` (open as `copied`, decompressed if need be)
-    /// and truncated: its checkpoint keeps the copy until the file restarts past it.
-    pub fn note_copy(&mut self, key: FileKey, copy: FileKey, copied: &File) {
-        let Some(entry) = self.entries.get_mut(&key) else { return };
-        let Ok(fingerprint) = Fingerprint::read(copied) else { return };
-        if entry.copies.iter().any(|known| known.key == copy) {
+    /// The file restarted (was truncated, or its content replaced) into content
+    /// `file.epoch`, whose first bytes are `file.fingerprint`: the checkpoint records it
+    /// at once, unless it knows it already.
+    pub fn begin_content(&mut self, file: &FileRef) {
+        let Some(entry) = self.entries.get_mut(&file.key) else { return };
+        if entry.epoch >= file.epoch || entry.later.iter().any(|l| l.epoch == file.epoch) {
             return;
         }
-        // The first copy continues the content the position is in when it starts with
-        // its first bytes; else that content was truncated with no copy (a gap), and
-        // this is a later one.
-        let continues =
-            entry.copies.is_empty() && entry.fingerprint.matches(copied).unwrap_or(false);
-        entry.copies.push(ContentCopy { key: copy, fingerprint, continues });
+        let fingerprint = file.fingerprint;
+        entry.later.push(LaterContent { epoch: file.epoch, fingerprint, copy: None });
         self.dirty = true;
     }
 
-    /// A file's first bytes grew (it was shorter than the fingerprint): its checkpoint
-    /// takes the longer fingerprint when the file still starts with the bytes it had,
-    /// so that after a restart it is told from other short files. Its position stays.
-    /// After a restart not yet acknowledged, what grows is [`Checkpoint::holds`].
-    pub fn lengthen_fingerprint(&mut self, key: FileKey, longer: Fingerprint, file: &File) {
-        let Some(entry) = self.entries.get_mut(&key) else { return };
-        let now = entry.holds.as_mut().unwrap_or(&mut entry.fingerprint);
-        if longer.len > now.len && now.matches(file).unwrap_or(false) {
-            *now = longer;
+    /// Content `file.epoch` of the file was copied to `copy` and the file truncated: its
+    /// checkpoint keeps where the content is until it is all acknowledged.
+    pub fn note_copy(&mut self, file: &FileRef, copy: FileKey) {
+        let Some(entry) = self.entries.get_mut(&file.key) else { return };
+        if let Some((_, known)) = entry.fingerprint_of(file.epoch)
+            && *known != Some(copy)
+        {
+            *known = Some(copy);
+            self.dirty = true;
+        }
+    }
+
+    /// A content's first bytes grew (it was shorter than the fingerprint): its
+    /// checkpoint takes the longer fingerprint when the file still starts with the
+    /// bytes it had, so that after a restart it is told from other short files.
+    pub fn lengthen_fingerprint(&mut self, file: &FileRef, file_now: &File) {
+        let Some(entry) = self.entries.get_mut(&file.key) else { return };
+        let Some((known, _)) = entry.fingerprint_of(file.epoch) else { return };
+        if file.fingerprint.len > known.len && known.matches(file_now).unwrap_or(false) {
+            *known = file.fingerprint;
             self.dirty = true;
         }
     }
@@ -203,23 +240,25 @@ impl Checkpoints {
 mod tests {
     use super::*;
 
-    fn checkpoint(ino: u64, offset: u64) -> Checkpoint {
-        Checkpoint {
+    fn file(ino: u64, epoch: u64, hash: u64) -> FileRef {
+        FileRef {
             key: FileKey { dev: 1, ino },
-            fingerprint: Fingerprint { len: 10, hash: 42 },
+            fingerprint: Fingerprint { len: 10, hash },
             path: PathBuf::from(format!("/var/log/{ino}.log")),
-            position: Position::at(offset),
-            copies: Vec::new(),
-            holds: None,
-            pending_restarts: 0,
+            epoch,
         }
+    }
+
+    fn checkpoint(ino: u64, offset: u64) -> Checkpoint {
+        let file = file(ino, 0, 42);
+        Checkpoint::new(file.key, file.fingerprint, file.path, Position::at(offset))
     }
 
     #[test]
     fn saved_checkpoints_load_back_and_register_never_overrides_an_ack() {
         let dir = tempfile::tempdir().expect("temp dir");
         let mut store = Checkpoints::load(dir.path()).expect("load empty");
-        store.acknowledge(checkpoint(7, 100));
+        store.acknowledge(&file(7, 0, 42), Position::at(100));
         store.register(checkpoint(7, 0));
         store.register(checkpoint(8, 5));
         store.save().expect("save");
@@ -231,6 +270,40 @@ mod tests {
         loaded.forget(&FileKey { dev: 1, ino: 7 });
         loaded.save().expect("save");
         assert_eq!(Checkpoints::load(dir.path()).expect("load").iter().count(), 1);
+    }
+
+    #[test]
+    fn a_truncation_is_kept_at_once_and_its_old_content_until_acknowledged() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let mut store = Checkpoints::load(dir.path()).expect("load empty");
+        store.register(checkpoint(7, 0));
+        store.acknowledge(&file(7, 0, 42), Position::at(100));
+        // Copied to inode 9 and truncated; then truncated again with no copy.
+        store.note_copy(&file(7, 0, 42), FileKey { dev: 1, ino: 9 });
+        store.begin_content(&file(7, 1, 43));
+        store.begin_content(&file(7, 2, 44));
+        store.begin_content(&file(7, 2, 44));
+        store.save().expect("save");
+
+        let mut loaded = Checkpoints::load(dir.path()).expect("load");
+        let key = FileKey { dev: 1, ino: 7 };
+        let contents = loaded.get(&key).expect("checkpoint").contents();
+        let summary: Vec<_> = contents.iter().map(|c| (c.epoch, c.copy.map(|k| k.ino))).collect();
+        assert_eq!(summary, [(0, Some(9)), (1, None), (2, None)]);
+        assert_eq!(loaded.acknowledged(&key, 0), Some(100));
+        assert_eq!(loaded.acknowledged(&key, 2), Some(0));
+
+        // The old content's last batch, then the restarts, acknowledged in order.
+        loaded.acknowledge(&file(7, 0, 42), Position::at(150));
+        assert_eq!(loaded.get(&key).expect("checkpoint").later.len(), 2);
+        loaded.acknowledge(&file(7, 1, 43), Position::at(0));
+        let checkpoint = loaded.get(&key).expect("checkpoint");
+        assert_eq!((checkpoint.epoch, checkpoint.copy, checkpoint.later.len()), (1, None, 1));
+        loaded.acknowledge(&file(7, 2, 44), Position::at(30));
+        let checkpoint = loaded.get(&key).expect("checkpoint");
+        assert_eq!((checkpoint.epoch, checkpoint.position.offset), (2, 30));
+        assert!(checkpoint.later.is_empty());
+        assert_eq!(checkpoint.fingerprint.hash, 44);
     }
 
     #[test]

@@ -14,6 +14,8 @@ pub struct FileRef {
     pub key: FileKey,
     pub fingerprint: Fingerprint,
     pub path: PathBuf,
+    /// Which of the file's contents: each truncation begins another.
+    pub epoch: u64,
 }
 
 /// The agent is stopping; nothing more is handed on.
@@ -36,10 +38,10 @@ pub enum ShipItem {
     /// The file was read to `offset` and what follows its last event holds no event
     /// (blank lines): its checkpoint and manifest say so once all before is acknowledged.
     ReadTo { file: Arc<FileRef>, offset: u64 },
-    /// The file's content starts again at byte 0 (it was truncated): what follows is
-    /// read from 0, and its checkpoint says so once everything before is acknowledged.
-    /// `copy`: the copy the old content was read to its end from, done with then.
-    Restart { file: Arc<FileRef>, copy: Option<FileKey> },
+    /// The file's content starts again at byte 0 (it was truncated): what follows, the
+    /// content `file.epoch`, is read from 0, and its checkpoint moves there once
+    /// everything before is acknowledged.
+    Restart { file: Arc<FileRef> },
     /// The file is gone and read to its end: forget its checkpoint once everything
     /// before this is acknowledged.
     Done { key: FileKey },

@@ -17,7 +17,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use tracing::{debug, info, warn};
 
-use super::checkpoint::{Checkpoint, Checkpoints, ContentCopy};
+use super::checkpoint::{Checkpoint, Checkpoints};
 use super::identity::{FileKey, Fingerprint};
 use super::outlet::{FileRef, Outlet, ShipItem, Stopping};
 use super::reader::{Framing, LineReader, Position, TailEvent};
@@ -70,8 +70,6 @@ struct Tracked {
     read_tail: Vec<u8>,
     /// Copies of it (copytruncate) read already.
     copies_read: Vec<FileKey>,
-    /// The copy its content is being read from, done with when it restarts.
-    copy: Option<FileKey>,
     last_growth: Instant,
     last_used: Instant,
 }
@@ -266,11 +264,12 @@ impl<O: Outlet> FileServer<O> {
         };
         let key = FileKey::of(&metadata);
         let checkpoint = self.checkpoint(&key);
-        let file = FileRef { key, fingerprint, path: path.to_owned() };
+        let epoch = checkpoint.as_ref().map_or(0, |checkpoint| checkpoint.epoch);
+        let file = FileRef { key, fingerprint, path: path.to_owned(), epoch };
         match checkpoint {
-            Some(checkpoint) if holds_checkpointed_content(&checkpoint, &handle) => {
+            Some(checkpoint) if checkpoint.holds_one_content(&handle) => {
                 info!(message = "Following a file.", path = %path.display(), offset = checkpoint.position.offset, resumed = true);
-                self.track(source_index, file, handle, checkpoint.position, now, path);
+                self.track(source_index, file, Some(handle), checkpoint.position, now, path);
                 // Last looked at when the checkpoints were saved: a file not read yet
                 // that changed since may have been written, copied and truncated
                 // while the agent was down (see `service_file`).
@@ -280,8 +279,8 @@ impl<O: Outlet> FileServer<O> {
             }
             Some(checkpoint) => {
                 let file = FileRef { fingerprint: checkpoint.fingerprint, ..file };
-                self.track(source_index, file, handle, checkpoint.position, now, path);
-                self.resume_replaced(key, &checkpoint, now);
+                self.track(source_index, file, Some(handle), checkpoint.position, now, path);
+                self.resume_replaced(&checkpoint, now);
             }
             None => {
                 let source = &self.settings.sources[source_index];
@@ -290,7 +289,7 @@ impl<O: Outlet> FileServer<O> {
                     _ => Position::at(0),
                 };
                 info!(message = "Following a file.", path = %path.display(), offset = start.offset, resumed = false);
-                self.track(source_index, file, handle, start, now, path);
+                self.track(source_index, file, Some(handle), start, now, path);
             }
         }
         if self.first_scan && self.files.contains_key(&key) {
@@ -307,90 +306,85 @@ impl<O: Outlet> FileServer<O> {
         }
     }
 
-    /// A checkpointed file, followed from its checkpoint, whose content was replaced
-    /// while the agent did not watch it: copied and truncated (copytruncate), truncated,
-    /// or its inode reused. What it held before is read from its copies; then the file
-    /// is read from its start.
-    fn resume_replaced(&mut self, key: FileKey, checkpoint: &Checkpoint, now: Instant) {
-        let Some(mut tracked) = self.files.remove(&key) else { return };
-        let holds_still = |holds: &Fingerprint, handle: Option<&File>| {
-            handle.is_some_and(|handle| holds.matches(handle).unwrap_or(false))
-        };
-        let drained = self.drain_copies(&mut tracked, &checkpoint.copies, now).and_then(|()| {
-            match checkpoint.holds {
-                Some(holds) if !holds_still(&holds, tracked.handle.as_ref()) => {
-                    self.drain_replaced_content(&mut tracked, holds, now)
-                }
-                _ => Ok(()),
-            }
-        });
+    /// A checkpointed file, followed from its checkpoint, that holds more or other than
+    /// its checkpoint's content (copied and truncated, truncated, or its inode reused
+    /// while the agent did not watch it): see [`Self::resume_contents`].
+    fn resume_replaced(&mut self, checkpoint: &Checkpoint, now: Instant) {
+        let Some(mut tracked) = self.files.remove(&checkpoint.key) else { return };
         // Stopping: the checkpoint is as it was, and the next start does this again.
-        let _ = drained.and_then(|()| self.restart(&mut tracked));
-        self.files.insert(key, tracked);
+        let _ = self.resume_contents(&mut tracked, checkpoint, now);
+        self.files.insert(checkpoint.key, tracked);
     }
 
-    /// What the file held after its last copy, whose first bytes were `fingerprint`,
-    /// was replaced too while the agent was down: read whole from a copy found by those
-    /// bytes, or declared lost.
-    fn drain_replaced_content(
+    /// Reads what a checkpointed file held that is not acknowledged yet, content by
+    /// content as its checkpoint lists them (the first from the checkpoint's position):
+    /// each from its copy, or from the file itself for the last one when the file still
+    /// starts with its first bytes, else from a copy found by them; what cannot be found
+    /// is declared lost. A content of the file the checkpoint does not know is then read
+    /// from its start. `tracked.handle` is the file, none when it is gone.
+    fn resume_contents(
         &mut self,
         tracked: &mut Tracked,
-        fingerprint: Fingerprint,
+        checkpoint: &Checkpoint,
         now: Instant,
     ) -> Result<(), Stopping> {
-        self.restart_as(tracked, fingerprint)?;
-        match self.copy_of(tracked, None) {
-            Some(found) => self.drain_copy(tracked, found, now),
-            None => self.declare_rest_lost(tracked, NO_COPY),
-        }
-    }
-
-    /// Reads what a file held before it was truncated, from its checkpoint on, from its
-    /// copies: those the checkpoint names, in order (each a content of its own after
-    /// the first), else one found by its first bytes. What no copy is found for is
-    /// declared lost.
-    fn drain_copies(
-        &mut self,
-        tracked: &mut Tracked,
-        copies: &[ContentCopy],
-        now: Instant,
-    ) -> Result<(), Stopping> {
-        const COPY_GONE: &str =
-            "copied before a truncation (copytruncate), and the copy not found when the agent started";
-        if copies.is_empty() {
-            return match self.copy_of(tracked, None) {
-                Some(found) => self.drain_copy(tracked, found, now),
-                None => self.declare_rest_lost(tracked, NO_COPY),
-            };
-        }
-        for (index, copy) in copies.iter().enumerate() {
-            if index > 0 || !copy.continues {
-                if index == 0 {
-                    self.declare_rest_lost(tracked, NO_COPY)?;
-                }
-                self.restart_as(tracked, copy.fingerprint)?;
+        let contents = checkpoint.contents();
+        let last = contents.len() - 1;
+        for (index, content) in contents.iter().enumerate() {
+            if index > 0 {
+                self.restart_into(tracked, content.epoch, content.fingerprint)?;
+            }
+            let file_holds_it =
+                |handle: &File| content.fingerprint.matches(handle).unwrap_or(false);
+            let in_file = index == last && tracked.handle.as_ref().is_some_and(file_holds_it);
+            if in_file && content.copy.is_none() {
+                return Ok(());
             }
             let scratch = &self.settings.scratch_dir;
-            let found = siblings::find(
-                &tracked.file.path,
-                copy.key,
-                copy.fingerprint,
-                Match::Renamed,
-                scratch,
-            );
+            let found = match content.copy {
+                Some(copy) => siblings::find(
+                    &tracked.file.path,
+                    copy,
+                    content.fingerprint,
+                    Match::Renamed,
+                    scratch,
+                ),
+                // A copy by first bytes only of a file still there (first bytes alone
+                // name too many files).
+                None if index == last && tracked.handle.is_some() => self.copy_of(tracked, None),
+                None => None,
+            };
+            let reason = match (content.copy, index == last, &tracked.handle) {
+                (Some(_), _, _) => {
+                    "copied before a truncation (copytruncate), and the copy not found when the agent started"
+                }
+                (None, false, _) => "truncated with no copy found",
+                (None, true, Some(_)) => {
+                    "replaced while the agent was stopped (truncated, or its inode reused), and no copy found"
+                }
+                (None, true, None) => {
+                    "not found when the agent started (deleted while it was stopped)"
+                }
+            };
             match found {
                 Some(found) => self.drain_copy(tracked, found, now)?,
-                None => {
-                    self.declare_rest_lost(tracked, COPY_GONE)?;
-                    tracked.copy = Some(copy.key);
-                }
+                None => self.declare_rest_lost(tracked, reason)?,
             }
         }
-        Ok(())
+        // The file holds what the checkpoint does not know: read from its start.
+        let fingerprint = tracked.handle.as_ref().and_then(|h| Fingerprint::read(h).ok());
+        match fingerprint {
+            Some(fingerprint) => self.restart_into(tracked, tracked.file.epoch + 1, fingerprint),
+            None => Ok(()),
+        }
     }
 
     /// What `tracked`'s content holds beyond where it was read to is lost.
-    fn declare_rest_lost(&mut self, tracked: &Tracked, reason: &'static str) -> Result<(), Stopping> {
+    fn declare_rest_lost(
+        &mut self,
+        tracked: &Tracked,
+        reason: &'static str,
+    ) -> Result<(), Stopping> {
         let file = Arc::clone(&tracked.file);
         self.declare_gap(&tracked.destination, &file, tracked.reader.read_offset(), None, reason)
     }
@@ -408,7 +402,7 @@ impl<O: Outlet> FileServer<O> {
         named: &Path,
     ) {
         let key = file.key;
-        self.track(source_index, file, handle, start, now, named);
+        self.track(source_index, file, Some(handle), start, now, named);
         let Some(tracked) = self.files.get_mut(&key) else { return };
         tracked.orphaned_since = Some(now);
         let since = tracked.order;
@@ -439,25 +433,22 @@ impl<O: Outlet> FileServer<O> {
             return;
         };
         let key = FileKey::of(&metadata);
-        let known =
-            self.files.values().any(|t| t.file.key == key || t.file.fingerprint == fingerprint)
-                || self
-                    .checkpoints
-                    .lock()
-                    .unwrap_or_else(PoisonError::into_inner)
-                    .iter()
-                    .any(|c| {
-                        c.key == key
-                            || c.fingerprint == fingerprint
-                            || c.holds == Some(fingerprint)
-                            || c.copies.iter().any(|copy| copy.key == key)
-                    });
+        let known = self
+            .files
+            .values()
+            .any(|t| t.file.key == key || t.file.fingerprint == fingerprint)
+            || self.checkpoints.lock().unwrap_or_else(PoisonError::into_inner).iter().any(|c| {
+                c.key == key
+                    || c.contents().iter().any(|content| {
+                        content.fingerprint == fingerprint || content.copy == Some(key)
+                    })
+            });
         if known || fingerprint.len == 0 {
             return;
         }
         info!(message = "Found a file rotated away while the agent was stopped; shipping it.", path = %path.display());
-        let file = FileRef { key, fingerprint, path: path.to_owned() };
-        self.track(source_index, file, handle, Position::at(0), now, named);
+        let file = FileRef { key, fingerprint, path: path.to_owned(), epoch: 0 };
+        self.track(source_index, file, Some(handle), Position::at(0), now, named);
         if let Some(tracked) = self.files.get_mut(&key) {
             tracked.orphaned_since = Some(now);
         }
@@ -473,15 +464,16 @@ impl<O: Outlet> FileServer<O> {
         &mut self,
         source_index: usize,
         file: FileRef,
-        handle: File,
+        handle: Option<File>,
         start: Position,
         now: Instant,
         named: &Path,
     ) {
-        let size = handle.metadata().map_or(0, |m| m.len());
+        let metadata = handle.as_ref().and_then(|handle| handle.metadata().ok());
+        let size = metadata.as_ref().map_or(0, fs::Metadata::len);
         let modified = |m: fs::Metadata| m.modified().ok();
-        let handle_modified = handle.metadata().ok().and_then(modified);
-        let read_tail = bytes_before(&handle, start.offset);
+        let handle_modified = metadata.and_then(modified);
+        let read_tail = handle.as_ref().map(|h| bytes_before(h, start.offset)).unwrap_or_default();
         let order = fs::metadata(&file.path)
             .ok()
             .and_then(modified)
@@ -489,19 +481,18 @@ impl<O: Outlet> FileServer<O> {
             .unwrap_or(SystemTime::UNIX_EPOCH);
         let destination = self.destination(source_index, named);
         let source = &self.settings.sources[source_index];
-        self.checkpoints.lock().unwrap_or_else(PoisonError::into_inner).register(Checkpoint {
-            key: file.key,
-            fingerprint: file.fingerprint,
-            path: file.path.clone(),
-            position: start,
-            copies: Vec::new(),
-            holds: None,
-            pending_restarts: 0,
-        });
+        let checkpoint = Checkpoint::new(file.key, file.fingerprint, file.path.clone(), start);
+        let mut checkpoints = self.checkpoints.lock().unwrap_or_else(PoisonError::into_inner);
+        checkpoints.register(checkpoint);
+        // A checkpoint taken when the file was shorter learns its first bytes now.
+        if let Some(handle) = &handle {
+            checkpoints.lengthen_fingerprint(&file, handle);
+        }
+        drop(checkpoints);
         let tracked = Tracked {
             destination,
             file: Arc::new(file),
-            handle: Some(handle),
+            handle,
             reader: LineReader::new(self.framings[source_index].clone(), start),
             clock: EventClock::new(source.timestamp.clone()),
             orphaned_since: None,
@@ -510,7 +501,6 @@ impl<O: Outlet> FileServer<O> {
             last_modified: handle_modified,
             read_tail,
             copies_read: Vec::new(),
-            copy: None,
             last_growth: now,
             last_used: now,
         };
@@ -533,11 +523,11 @@ impl<O: Outlet> FileServer<O> {
             let Some(source_index) = self.source_for(&checkpoint.path) else { continue };
             let named = self.stream_path(source_index, &checkpoint.path);
             if let Some((path, handle, intact)) = self.locate(&checkpoint) {
-                let Checkpoint { key, fingerprint, position, .. } = checkpoint;
-                let file = FileRef { key, fingerprint, path };
+                let Checkpoint { key, fingerprint, position, epoch, .. } = checkpoint;
+                let file = FileRef { key, fingerprint, path, epoch };
                 self.track_rotated(source_index, file, handle, position, now, &named);
                 if !intact {
-                    self.resume_replaced(key, &checkpoint, now);
+                    self.resume_replaced(&checkpoint, now);
                 }
                 continue;
             }
@@ -563,32 +553,12 @@ impl<O: Outlet> FileServer<O> {
         named: &Path,
         now: Instant,
     ) -> Result<(), Stopping> {
-        let Checkpoint { key, fingerprint, position, copies, .. } = checkpoint.clone();
-        let destination = self.destination(source_index, named);
-        let scratch = &self.settings.scratch_dir;
-        let readable = copies.iter().find_map(|copy| {
-            siblings::find(&checkpoint.path, copy.key, copy.fingerprint, Match::Renamed, scratch)
-        });
-        if let Some(readable) = readable {
-            // Read as the file's own, through a handle of a copy.
-            let file = FileRef { key, fingerprint, path: checkpoint.path.clone() };
-            self.track(source_index, file, readable.handle, position, now, named);
-            if let Some(mut tracked) = self.files.remove(&key) {
-                self.drain_copies(&mut tracked, &copies, now)?;
-            }
-        } else {
-            let file = Arc::new(FileRef { key, fingerprint, path: checkpoint.path.clone() });
-            let reason = "not found when the agent started (deleted while it was stopped)";
-            self.declare_gap(&destination, &file, position.offset, None, reason)?;
-        }
-        if !copies.is_empty() || checkpoint.holds.is_some() {
-            // What it held after it was last truncated is gone with it.
-            let fingerprint = checkpoint.holds.unwrap_or(fingerprint);
-            let file = Arc::new(FileRef { key, fingerprint, path: checkpoint.path.clone() });
-            let reason = "written after a copytruncate, and not found when the agent started (rotated or deleted while it was stopped)";
-            self.declare_gap(&destination, &file, 0, None, reason)?;
-        }
-        self.outlet.deliver(&destination, ShipItem::Done { key })
+        let Checkpoint { key, fingerprint, position, epoch, .. } = *checkpoint;
+        let file = FileRef { key, fingerprint, path: checkpoint.path.clone(), epoch };
+        self.track(source_index, file, None, position, now, named);
+        let Some(mut tracked) = self.files.remove(&key) else { return Ok(()) };
+        self.resume_contents(&mut tracked, checkpoint, now)?;
+        self.outlet.deliver(&tracked.destination, ShipItem::Done { key })
     }
 
     /// Where a checkpointed file that no glob matches now is: at the path it was last
@@ -603,20 +573,18 @@ impl<O: Outlet> FileServer<O> {
         let same_file = fs::metadata(path).is_ok_and(|m| FileKey::of(&m) == *key);
         let at_path = same_file.then(|| siblings::open(path, scratch).ok()).flatten();
         let at_path = at_path.map(|handle| (path.clone(), handle));
-        // Its first bytes are those of the content that was copied, when it was:
-        // they name the copy, not it; what it holds since is named by `holds`.
-        let by_content = checkpoint.copies.is_empty() && checkpoint.holds.is_none();
+        // By the first bytes of what it holds now (a copy holds what it was copied from).
+        let holds_now = checkpoint.contents().pop().filter(|last| last.copy.is_none())?;
         let found = at_path
-            .or_else(|| by_content.then(|| self.find_renamed(path, *key, *fingerprint))?)
             .or_else(|| {
                 let reused = siblings::find(path, *key, *fingerprint, Match::Inode, scratch)?;
                 Some((reused.path, reused.handle))
             })
-            .or_else(|| self.find_renamed(path, *key, checkpoint.holds?))
+            .or_else(|| self.find_renamed(path, *key, holds_now.fingerprint))
             .filter(|(found, _)| {
                 !self.files.values().any(|t| t.file.path == *found && t.file.key != *key)
             })?;
-        let intact = holds_checkpointed_content(checkpoint, &found.1);
+        let intact = checkpoint.holds_one_content(&found.1);
         Some((found.0, found.1, intact))
     }
 
@@ -727,7 +695,7 @@ impl<O: Outlet> FileServer<O> {
             *file = Arc::new(FileRef { fingerprint, ..(**file).clone() });
         }
         let mut checkpoints = self.checkpoints.lock().unwrap_or_else(PoisonError::into_inner);
-        checkpoints.lengthen_fingerprint(file.key, fingerprint, handle);
+        checkpoints.lengthen_fingerprint(file, handle);
     }
 
     /// Whether a file was truncated since it was last read: shorter than what was read,
@@ -886,14 +854,18 @@ impl<O: Outlet> FileServer<O> {
     /// Reads the rest of `tracked`'s content, from where it was read to, from `copy`
     /// (made before a truncation), as `tracked`'s own. Its checkpoint names the copy
     /// until the file restarts, so that after a crash the rest is read from there again.
-    fn drain_copy(&mut self, tracked: &mut Tracked, copy: Found, now: Instant) -> Result<(), Stopping> {
+    fn drain_copy(
+        &mut self,
+        tracked: &mut Tracked,
+        copy: Found,
+        now: Instant,
+    ) -> Result<(), Stopping> {
         info!(message = "File truncated; reading the rest from its copy.", path = %tracked.file.path.display(), copy = %copy.path.display(), from = tracked.reader.read_offset());
         // The copy's own identity (a `.gz` one's, not its decompressed content's).
         if let Ok(metadata) = fs::metadata(&copy.path) {
             let copy_key = FileKey::of(&metadata);
             let mut checkpoints = self.checkpoints.lock().unwrap_or_else(PoisonError::into_inner);
-            checkpoints.note_copy(tracked.file.key, copy_key, &copy.handle);
-            tracked.copy = Some(copy_key);
+            checkpoints.note_copy(&tracked.file, copy_key);
             if !copy.compressed {
                 tracked.copies_read.push(copy_key);
             }
@@ -946,27 +918,35 @@ impl<O: Outlet> FileServer<O> {
         self.outlet.deliver(&tracked.destination, item)
     }
 
-    /// The file's content starts again at 0: what the old content left is shipped, and
-    /// the manifest and checkpoint learn that what follows is new, under its new first
-    /// bytes (so a restart from the checkpoint does not take the copy for the file).
+    /// The file's content starts again at 0 (a new content): what the old content left
+    /// is shipped, and the manifest and checkpoint learn that what follows is new,
+    /// under its new first bytes (so a restart from the checkpoint does not take the
+    /// copy for the file).
     fn restart(&mut self, tracked: &mut Tracked) -> Result<(), Stopping> {
         let fingerprint = tracked.handle.as_ref().and_then(|h| Fingerprint::read(h).ok());
-        self.restart_as(tracked, fingerprint.unwrap_or(tracked.file.fingerprint))
+        let fingerprint = fingerprint.unwrap_or(tracked.file.fingerprint);
+        self.restart_into(tracked, tracked.file.epoch + 1, fingerprint)
     }
 
-    /// [`Self::restart`] into a content whose first bytes are `fingerprint`.
-    fn restart_as(&mut self, tracked: &mut Tracked, fingerprint: Fingerprint) -> Result<(), Stopping> {
+    /// [`Self::restart`] into content `epoch`, whose first bytes are `fingerprint`; the
+    /// checkpoint records it at once.
+    fn restart_into(
+        &mut self,
+        tracked: &mut Tracked,
+        epoch: u64,
+        fingerprint: Fingerprint,
+    ) -> Result<(), Stopping> {
         let mut events = Vec::new();
         let end = tracked.reader.read_offset();
         tracked.reader.restart(&mut tracked.clock, &mut events);
         tracked.read_tail.clear();
         self.hand_on(tracked, events, end)?;
         self.read_to(tracked, end)?;
-        tracked.file = Arc::new(FileRef { fingerprint, ..(*tracked.file).clone() });
+        tracked.file = Arc::new(FileRef { fingerprint, epoch, ..(*tracked.file).clone() });
         let mut checkpoints = self.checkpoints.lock().unwrap_or_else(PoisonError::into_inner);
-        checkpoints.note_restart(tracked.file.key, fingerprint);
+        checkpoints.begin_content(&tracked.file);
         drop(checkpoints);
-        let restart = ShipItem::Restart { file: Arc::clone(&tracked.file), copy: tracked.copy.take() };
+        let restart = ShipItem::Restart { file: Arc::clone(&tracked.file) };
         self.outlet.deliver(&tracked.destination, restart)
     }
 
@@ -1080,18 +1060,6 @@ impl<O: Outlet> FileServer<O> {
         }
     }
 }
-
-/// Whether the file open as `handle` still holds the content `checkpoint` is in: it
-/// starts with the same bytes, and was not copied, truncated or replaced since.
-fn holds_checkpointed_content(checkpoint: &Checkpoint, handle: &File) -> bool {
-    checkpoint.copies.is_empty()
-        && checkpoint.holds.is_none()
-        && checkpoint.fingerprint.matches(handle).unwrap_or(false)
-}
-
-/// Why bytes are lost when a checkpointed file's content was replaced with no copy.
-const NO_COPY: &str =
-    "replaced while the agent was stopped (truncated, or its inode reused), and no copy found";
 
 /// Bytes kept from just before a file's read offset.
 const READ_TAIL_BYTES: u64 = 32;
