@@ -552,8 +552,28 @@ impl Checker<'_> {
 }
 
 /// Opens `path` and reads a byte, as the agent will.
+/// Whether this user can read `path` as a log file. Anything but a regular file is
+/// reported without being opened: opening a FIFO waits for a writer, reading a device
+/// may never end, and the agent ships regular files only.
 fn can_read(path: &Path) -> std::io::Result<()> {
     use std::io::Read;
+    use std::os::unix::fs::FileTypeExt;
+    let kind = std::fs::metadata(path)?.file_type();
+    if !kind.is_file() {
+        let what = if kind.is_fifo() {
+            "a FIFO"
+        } else if kind.is_socket() {
+            "a socket"
+        } else if kind.is_block_device() || kind.is_char_device() {
+            "a device"
+        } else if kind.is_dir() {
+            "a folder"
+        } else {
+            "not a file"
+        };
+        let message = format!("it is {what}, not a regular file; the agent skips it");
+        return Err(std::io::Error::other(message));
+    }
     std::fs::File::open(path)?.read(&mut [0u8; 1]).map(drop)
 }
 
@@ -625,6 +645,7 @@ stream = "{instance_id}"
         assert_eq!(found.len(), 1, "{found:?}");
         assert_eq!((found[0].line, found[0].column), (2, 8));
         assert!(found[0].message.contains("locked.log"), "{}", found[0].message);
+        assert!(found[0].message.contains("a folder"), "{}", found[0].message);
     }
 
     #[test]

@@ -54,6 +54,34 @@ fn check_prints_every_problem_located_and_exits_1() {
 }
 
 #[test]
+fn check_reports_a_fifo_among_the_logs_without_waiting_on_it() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let fifo = dir.path().join("pipe.log");
+    let made = Command::new("mkfifo").arg(&fifo).status().expect("mkfifo");
+    assert!(made.success());
+    let file = config_file(&format!("[[logs]]\npath = \"{}\"\ngroup = \"g\"\n", fifo.display()));
+    let path = file.path().to_str().expect("path");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_klaxon-agent"))
+        .args(["--config", path, "--check"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("run klaxon-agent");
+    // Opening a FIFO with no writer blocks: the check must answer anyway.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
+    while child.try_wait().expect("wait").is_none() {
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("--check did not answer within 2 s on a FIFO");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let output = child.wait_with_output().expect("output");
+    assert_eq!(output.status.code(), Some(1));
+    let printed = String::from_utf8_lossy(&output.stdout);
+    assert!(printed.contains("pipe.log: it is a FIFO, not a regular file"), "{printed}");
+}
+
+#[test]
 fn a_host_over_max_custom_metrics_is_refused_with_the_biggest_contributors() {
     let file = config_file("[metrics]\nmax_custom_metrics = 2\n");
     let path = file.path().to_str().expect("path");
