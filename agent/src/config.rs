@@ -163,6 +163,18 @@ pub enum StartAt {
     End,
 }
 
+/// Which symbolic links among a glob's matches are followed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FollowSymlinks {
+    /// Only a link whose target the globs match too: a link elsewhere (planted, or by
+    /// mistake) would ship a file nobody chose, a key or a password file.
+    #[default]
+    Matching,
+    /// Every link (Kubernetes' `/var/log/containers/*.log` point into `/var/log/pods`).
+    Always,
+}
+
 /// `[[logs]]`: one glob of files shipped to one log group.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -172,6 +184,9 @@ pub struct LogSource {
     /// Globs of files not to ship, even when `path` matches them.
     #[serde(default)]
     pub exclude: Vec<Spanned<String>>,
+    /// Which symbolic links `path` matches are followed: `"matching"` or `"always"`.
+    #[serde(default)]
+    pub follow_symlinks: FollowSymlinks,
     /// The CloudWatch Logs group.
     pub group: Spanned<String>,
     /// The stream name: `{instance_id}` (default), `{hostname}`, `{file}` (the file's name).
@@ -263,6 +278,7 @@ fn default_max_event_bytes() -> Spanned<usize> {
 pub struct ValidLogSource {
     pub path: String,
     pub exclude: Vec<glob::Pattern>,
+    pub follow_symlinks: FollowSymlinks,
     pub group: String,
     pub stream: String,
     pub start_at: StartAt,
@@ -436,6 +452,7 @@ impl Checker<'_> {
         (self.problems.len() == before).then(|| ValidLogSource {
             path: path.clone(),
             exclude,
+            follow_symlinks: log.follow_symlinks,
             group: group.clone(),
             stream: log.stream.get_ref().clone(),
             start_at: log.start_at,
@@ -620,7 +637,7 @@ stream = "{instance_id}"
         assert_eq!(
             problems("[[logs]]\npath = \"/a\"\ngroup = \"g\"\ncolour = 1\n"),
             [
-                "agent.toml:4:1: unknown field `colour`, expected one of `path`, `exclude`, `group`, `stream`, `start_at`, `multiline_start`, `multiline_timeout`, `partial_line_timeout`, `timestamp_regex`, `timestamp_format`, `retention_days`, `max_event_bytes`"
+                "agent.toml:4:1: unknown field `colour`, expected one of `path`, `exclude`, `follow_symlinks`, `group`, `stream`, `start_at`, `multiline_start`, `multiline_timeout`, `partial_line_timeout`, `timestamp_regex`, `timestamp_format`, `retention_days`, `max_event_bytes`"
             ]
         );
         let bad = problems("[metrics]\nflush_interval = \"soon\"\n");

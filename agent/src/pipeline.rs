@@ -308,6 +308,58 @@ mod tests {
         assert_eq!(checkpoint.position.offset, std::fs::metadata(&log).expect("log").len());
     }
 
+    /// A symbolic link the globs match is followed only when the globs match its target
+    /// too (a link to any other file, planted or by mistake, would ship a file nobody
+    /// chose), unless its source says `follow_symlinks = "always"`.
+    #[tokio::test(start_paused = true)]
+    async fn a_link_to_a_file_outside_the_globs_is_not_shipped() {
+        let dir = tempfile::tempdir().expect("dir");
+        let folder = |name: &str| {
+            let path = dir.path().join(name);
+            std::fs::create_dir(&path).expect("folder");
+            path
+        };
+        let (logs, secrets, containers, pods) =
+            (folder("logs"), folder("secrets"), folder("containers"), folder("pods"));
+        std::fs::write(secrets.join("key.txt"), "SECRET KEY\n").expect("secret");
+        append(&logs.join("app.log"), &lines(0..1));
+        std::os::unix::fs::symlink("app.log", logs.join("current.log")).expect("link");
+        std::os::unix::fs::symlink("../secrets/key.txt", logs.join("leak.log")).expect("link");
+        append(&pods.join("web-0.log"), &["pod line".to_owned()]);
+        std::os::unix::fs::symlink("../pods/web-0.log", containers.join("web.log")).expect("link");
+        let config_path = dir.path().join("agent.toml");
+        let state = dir.path().join("state");
+        let toml = format!(
+            "state_dir = {state:?}\ninstance_id = \"i-0test\"\n[metrics]\nenabled = false\n[[logs]]\npath = \"{}/*.log\"\ngroup = \"app\"\n[[logs]]\npath = \"{}/*.log\"\ngroup = \"k8s\"\nfollow_symlinks = \"always\"\n",
+            logs.display(),
+            containers.display()
+        );
+        std::fs::write(&config_path, toml).expect("config");
+        let config = ValidConfig::load(&config_path).expect("valid config");
+        let fake = FakeLogs::default();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let names = HostNames { instance_id: "i-0test".into(), hostname: "web-1".into() };
+        let stats = Arc::new(AgentStats::default());
+        let pipeline = run_logs(&config, names, fake.clone(), stats, async {
+            let _ = stopped.await;
+        });
+        let driver = async {
+            let count = |group: &'static str, count: usize| {
+                move |fake: &FakeLogs| fake.messages(group, MANIFEST_SUFFIX).len() >= count
+            };
+            fake.wait_until(count("app", 1)).await;
+            fake.wait_until(count("k8s", 1)).await;
+            // A later turn of the file server: the refused link had its chance.
+            append(&logs.join("app.log"), &lines(1..2));
+            fake.wait_until(count("app", 2)).await;
+            let _ = stop.send(());
+        };
+        let (result, ()) = tokio::join!(pipeline, driver);
+        result.expect("pipeline");
+        assert_eq!(first_arrivals(fake.messages("app", MANIFEST_SUFFIX)).0, lines(0..2));
+        assert_eq!(fake.messages("k8s", MANIFEST_SUFFIX), ["pod line"]);
+    }
+
     #[test]
     fn the_watched_folder_is_the_deepest_one_without_globs() {
         assert_eq!(

@@ -23,7 +23,7 @@ use super::outlet::{FileRef, Outlet, ShipItem, Stopping};
 use super::reader::{Framing, LineReader, Position, TailEvent};
 use super::siblings::{self, Found, Match};
 use super::timestamp::EventClock;
-use crate::config::{StartAt, ValidLogSource};
+use crate::config::{FollowSymlinks, StartAt, ValidLogSource};
 use crate::destination::Destination;
 use crate::stats::AgentStats;
 use crate::warn_limit::WarnLimiter;
@@ -239,7 +239,31 @@ impl<O: Outlet> FileServer<O> {
                 }
             }
         }
+        found.retain(|path| self.link_allowed(index, path));
         found
+    }
+
+    /// Whether `path`, matched by source `index`, may be followed: a plain file, or a
+    /// symbolic link the source follows (`follow_symlinks`: by default, only one whose
+    /// target some source matches too). A link refused is warned about, naming it.
+    fn link_allowed(&mut self, index: usize, path: &Path) -> bool {
+        let is_link = fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_symlink());
+        if !is_link || self.settings.sources[index].follow_symlinks == FollowSymlinks::Always {
+            return true;
+        }
+        let target = link_target(path);
+        let matched = target.as_deref().is_some_and(|target| {
+            self.settings.sources.iter().any(|source| {
+                glob::Pattern::new(&source.path).is_ok_and(|p| p.matches_path(target))
+                    && !source.exclude.iter().any(|e| e.matches_path(target))
+            })
+        });
+        if !matched {
+            let shown = path.display().to_string();
+            let target = target.map(|t| t.display().to_string()).unwrap_or_default();
+            self.warnings.warn(&shown, || warn!(message = "A symbolic link the logs globs match points at a file they do not; not shipping it (follow_symlinks = \"always\" would).", path = %shown, %target));
+        }
+        matched
     }
 
     /// Starts following a newly found file: from its checkpoint, else from its start
@@ -1072,6 +1096,20 @@ fn bytes_before(file: &File, offset: u64) -> Vec<u8> {
     let read = file.read_at(&mut bytes, start).unwrap_or(0);
     bytes.truncate(read);
     bytes
+}
+
+/// Where the symbolic link `path` leads, through every link on the way (at most 40, as
+/// Linux allows), as a path: a relative target is taken from the link's folder.
+fn link_target(path: &Path) -> Option<PathBuf> {
+    let mut at = path.to_owned();
+    for _ in 0..40 {
+        if !fs::symlink_metadata(&at).ok()?.file_type().is_symlink() {
+            return Some(at);
+        }
+        let target = fs::read_link(&at).ok()?;
+        at = at.parent().map_or(target.clone(), |folder| folder.join(&target));
+    }
+    None
 }
 
 /// Where an open file is now (Linux: /proc/self/fd), after a rename.
