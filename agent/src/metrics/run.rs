@@ -11,7 +11,7 @@ use tracing::{debug, warn};
 
 use super::sample::{HostSampler, SampleOptions, Unit, UnsupportedHost};
 use super::series::{Datum, FlushWindow, SeriesKey};
-use super::sink::MetricSink;
+use super::sink::{MetricSink, put_all};
 use super::spool::Spool;
 use crate::stats::AgentStats;
 use klaxon_common::clock::unix_ms;
@@ -112,28 +112,8 @@ impl<S: MetricSink> MetricsLoop<S> {
                 datums = dropped
             );
         }
-        for path in self.spool.pending() {
-            let spooled = self.spool.load(&path);
-            if let Err(error) = self.sink.put(&self.plan.namespace, &spooled).await {
-                debug!(message = "CloudWatch still unavailable; spooling.", %error);
-                self.keep(now_ms, &datums);
-                return;
-            }
-            let _ = self.spool.remove(&path);
-        }
-        if let Err(error) = self.sink.put(&self.plan.namespace, &datums).await {
-            warn!(message = "PutMetricData failed; the flush is spooled.", %error);
-            self.keep(now_ms, &datums);
-        }
+        deliver(&self.sink, &self.plan.namespace, &self.spool, &self.stats, now_ms, &datums).await;
     }
-
-    fn keep(&self, now_ms: i64, datums: &[Datum]) {
-        if let Err(error) = self.spool.save(now_ms, datums) {
-            warn!(message = "Cannot spool metrics; they are lost.", %error);
-            self.stats.metrics_dropped.add(datums.len() as u64);
-        }
-    }
-
     /// The heartbeat (per host) and the agent's own counters (fleet-wide: summed over
     /// hosts, so they cost a fixed handful of metrics, not a handful per host).
     fn own_datums(&mut self, now_ms: i64, heartbeat: f64) -> Vec<Datum> {
@@ -160,5 +140,110 @@ impl<S: MetricSink> MetricsLoop<S> {
             }
         }
         own.take_datums(now_ms, &[])
+    }
+}
+
+/// Sends the spooled flushes, oldest first, then `datums`; what CloudWatch does not
+/// take is spooled (a flush taken in part keeps only the rest), and nothing it took is
+/// sent again.
+async fn deliver(
+    sink: &impl MetricSink,
+    namespace: &str,
+    spool: &Spool,
+    stats: &AgentStats,
+    now_ms: i64,
+    datums: &[Datum],
+) {
+    let keep = |datums: &[Datum]| {
+        if let Err(error) = spool.save(now_ms, datums) {
+            warn!(message = "Cannot spool metrics; they are lost.", %error);
+            stats.metrics_dropped.add(datums.len() as u64);
+        }
+    };
+    for path in spool.pending() {
+        let spooled = spool.load(&path);
+        if let Err((rest, error)) = put_all(sink, namespace, &spooled).await {
+            debug!(message = "CloudWatch still unavailable; spooling.", %error);
+            if rest.len() < spooled.len()
+                && let Err(error) = spool.replace(&path, rest)
+            {
+                warn!(message = "Cannot rewrite a spooled flush; part of it may be sent twice.", path = %path.display(), %error);
+            }
+            keep(datums);
+            return;
+        }
+        let _ = spool.remove(&path);
+    }
+    if let Err((rest, error)) = put_all(sink, namespace, datums).await {
+        warn!(message = "PutMetricData failed; the flush is spooled.", %error);
+        keep(rest);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+
+    use super::*;
+    use crate::metrics::sink::{MAX_DATUMS_PER_CALL, PutMetricsFailed};
+
+    /// Stores what it is sent, failing the calls whose numbers it is given.
+    #[derive(Default)]
+    struct FlakySink {
+        failing_calls: Vec<usize>,
+        calls: Mutex<usize>,
+        stored: Mutex<Vec<Datum>>,
+    }
+
+    impl MetricSink for FlakySink {
+        async fn put(&self, _namespace: &str, datums: &[Datum]) -> Result<(), PutMetricsFailed> {
+            assert!(datums.len() <= MAX_DATUMS_PER_CALL);
+            let mut calls = self.calls.lock().expect("calls");
+            *calls += 1;
+            if self.failing_calls.contains(&calls) {
+                return Err(PutMetricsFailed("InternalFailure".into()));
+            }
+            self.stored.lock().expect("stored").extend_from_slice(datums);
+            Ok(())
+        }
+    }
+
+    fn flush_of(timestamp_ms: i64, count: usize) -> Vec<Datum> {
+        (0..count)
+            .map(|n| Datum {
+                name: format!("metric_{n}"),
+                unit: Unit::Count,
+                dimensions: vec![("InstanceId".into(), "i-1".into())],
+                timestamp_ms,
+                values: vec![1.0],
+                counts: vec![1.0],
+            })
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn a_flush_whose_middle_call_fails_stores_every_datum_once() {
+        let dir = tempfile::tempdir().expect("dir");
+        let spool = Spool::new(dir.path());
+        let stats = AgentStats::default();
+        // 2,500 datums are three calls; the second fails, then the next flush's first.
+        let sink = FlakySink { failing_calls: vec![2, 4], ..FlakySink::default() };
+        let (first, second, third) =
+            (flush_of(1_000, 2_500), flush_of(2_000, 10), flush_of(3_000, 10));
+        deliver(&sink, "Klaxon", &spool, &stats, 1_000, &first).await;
+        assert_eq!(sink.stored.lock().expect("stored").len(), 1_000, "the first call was stored");
+        deliver(&sink, "Klaxon", &spool, &stats, 2_000, &second).await;
+        deliver(&sink, "Klaxon", &spool, &stats, 3_000, &third).await;
+
+        let stored = sink.stored.lock().expect("stored");
+        let mut seen: Vec<(i64, &str)> =
+            stored.iter().map(|d| (d.timestamp_ms, d.name.as_str())).collect();
+        seen.sort_unstable();
+        let before = seen.len();
+        seen.dedup();
+        assert_eq!(before, seen.len(), "a datum was stored twice");
+        assert_eq!(seen.len(), first.len() + second.len() + third.len(), "a datum was lost");
+        assert!(spool.pending().is_empty());
+        assert_eq!(stats.metrics_dropped.get(), 0);
     }
 }

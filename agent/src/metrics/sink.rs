@@ -17,7 +17,24 @@ pub const MAX_DATUMS_PER_CALL: usize = 1000;
 #[error("{0}")]
 pub struct PutMetricsFailed(pub String);
 
-/// Sends datums to a namespace; an error means nothing of this call was stored.
+/// Sends `datums` in calls of at most [`MAX_DATUMS_PER_CALL`], in order, each call
+/// once: on a failure, the datums not stored (that call's and the rest's) come back
+/// with the error, so that a retry sends only those.
+pub async fn put_all<'a>(
+    sink: &impl MetricSink,
+    namespace: &str,
+    datums: &'a [Datum],
+) -> Result<(), (&'a [Datum], PutMetricsFailed)> {
+    for (index, chunk) in datums.chunks(MAX_DATUMS_PER_CALL).enumerate() {
+        if let Err(error) = sink.put(namespace, chunk).await {
+            return Err((&datums[index * MAX_DATUMS_PER_CALL..], error));
+        }
+    }
+    Ok(())
+}
+
+/// Sends datums to a namespace in one PutMetricData call (at most
+/// [`MAX_DATUMS_PER_CALL`]); an error means nothing of this call was stored.
 pub trait MetricSink: Send + Sync + 'static {
     fn put(
         &self,
@@ -40,21 +57,17 @@ impl CloudWatchMetrics {
 
 impl MetricSink for CloudWatchMetrics {
     async fn put(&self, namespace: &str, datums: &[Datum]) -> Result<(), PutMetricsFailed> {
-        for chunk in datums.chunks(MAX_DATUMS_PER_CALL) {
-            let data = chunk.iter().map(to_sdk).collect();
-            self.client
-                .put_metric_data()
-                .namespace(namespace)
-                .set_metric_data(Some(data))
-                .send()
-                .await
-                .map_err(|error| {
-                    PutMetricsFailed(
-                        aws_sdk_cloudwatch::error::DisplayErrorContext(error).to_string(),
-                    )
-                })?;
-        }
-        Ok(())
+        let data = datums.iter().map(to_sdk).collect();
+        self.client
+            .put_metric_data()
+            .namespace(namespace)
+            .set_metric_data(Some(data))
+            .send()
+            .await
+            .map(drop)
+            .map_err(|error| {
+                PutMetricsFailed(aws_sdk_cloudwatch::error::DisplayErrorContext(error).to_string())
+            })
     }
 }
 

@@ -33,10 +33,15 @@ impl Spool {
     /// Keeps a flush for later.
     pub fn save(&self, timestamp_ms: i64, datums: &[Datum]) -> io::Result<()> {
         fs::create_dir_all(&self.folder)?;
+        let path = self.folder.join(format!("{timestamp_ms:020}-{}.json", std::process::id()));
+        self.replace(&path, datums)
+    }
+
+    /// A spooled flush now holds only `datums` (CloudWatch took the others).
+    pub fn replace(&self, path: &Path, datums: &[Datum]) -> io::Result<()> {
         let bytes = serde_json::to_vec(&SpoolFile::V1 { datums: datums.to_vec() })
             .map_err(io::Error::other)?;
-        let path = self.folder.join(format!("{timestamp_ms:020}-{}.json", std::process::id()));
-        write_atomically(&path, &bytes)
+        write_atomically(path, &bytes)
     }
 
     /// Spooled flushes, oldest first.
