@@ -338,7 +338,9 @@ impl Agent {
         };
         let stop = Arc::new(AtomicBool::new(false));
         let sink = Arc::new(sink.clone());
-        let (outlet, _tasks) = ChannelOutlet::new(runtime.handle().clone(), sink, context, stop);
+        let (ended, _) = tokio::sync::mpsc::unbounded_channel();
+        let handle = runtime.handle().clone();
+        let (outlet, _tasks) = ChannelOutlet::new(handle, sink, context, stop, ended);
         let names = HostNames { instance_id: STREAM.into(), hostname: "web-1".into() };
         let settings = server_settings(config, names);
         let server = FileServer::new(settings, checkpoints, outlet, stats);

@@ -12,7 +12,7 @@ use std::time::Duration;
 use notify::{RecursiveMode, Watcher};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
-use tracing::{info, warn};
+use tracing::{error, info, warn};
 
 use crate::budget::ByteBudget;
 use crate::config::ValidConfig;
@@ -36,6 +36,30 @@ pub struct HostNames {
     pub hostname: String,
 }
 
+/// Held by a part of the pipeline (the file server, a shipper) for as long as it runs:
+/// dropped before the pipeline was told to stop (the part returned, or panicked and
+/// unwound), it says so, and the agent stops with an error for systemd to restart it,
+/// instead of answering the watchdog with a part missing.
+pub(crate) struct Lifeline {
+    part: String,
+    stop: Arc<AtomicBool>,
+    ended: mpsc::UnboundedSender<String>,
+}
+
+impl Lifeline {
+    fn new(part: String, stop: &Arc<AtomicBool>, ended: &mpsc::UnboundedSender<String>) -> Self {
+        Lifeline { part, stop: Arc::clone(stop), ended: ended.clone() }
+    }
+}
+
+impl Drop for Lifeline {
+    fn drop(&mut self) {
+        if !self.stop.load(Ordering::Relaxed) {
+            let _ = self.ended.send(std::mem::take(&mut self.part));
+        }
+    }
+}
+
 /// Hands the file server's items to per-stream shippers, starting them on first use.
 pub(crate) struct ChannelOutlet<S: LogSink> {
     shippers: HashMap<Arc<Destination>, mpsc::UnboundedSender<ShipItem>>,
@@ -44,17 +68,21 @@ pub(crate) struct ChannelOutlet<S: LogSink> {
     context: ShipperContext,
     tasks: Arc<Mutex<Vec<JoinHandle<()>>>>,
     stop: Arc<AtomicBool>,
+    /// Where a shipper that ends early says so.
+    ended: mpsc::UnboundedSender<String>,
 }
 
 impl<S: LogSink> ChannelOutlet<S> {
-    /// An outlet whose shippers run on `runtime`; `stop` ends a wait for budget. The
-    /// shippers' tasks (and that shipping the manifest records an earlier run left) are
-    /// listed in what it returns besides itself.
+    /// An outlet whose shippers run on `runtime`; `stop` ends a wait for budget, and a
+    /// shipper that ends before it sends its stream's name on `ended`. The shippers'
+    /// tasks (and that shipping the manifest records an earlier run left) are listed in
+    /// what it returns besides itself.
     pub(crate) fn new(
         runtime: tokio::runtime::Handle,
         sink: Arc<S>,
         context: ShipperContext,
         stop: Arc<AtomicBool>,
+        ended: mpsc::UnboundedSender<String>,
     ) -> (Self, Arc<Mutex<Vec<JoinHandle<()>>>>) {
         // Records an earlier run left unshipped go out even if their streams stay quiet.
         let waiting = runtime.spawn(ship_waiting_manifests(Arc::clone(&sink), context.clone()));
@@ -66,6 +94,7 @@ impl<S: LogSink> ChannelOutlet<S> {
             context,
             tasks: Arc::clone(&tasks),
             stop,
+            ended,
         };
         (outlet, tasks)
     }
@@ -87,7 +116,12 @@ impl<S: LogSink> Outlet for ChannelOutlet<S> {
                 Arc::clone(&self.sink),
                 self.context.clone(),
             );
-            let handle = self.runtime.spawn(task);
+            let part = format!("the shipper of {}/{}", destination.group, destination.stream);
+            let lifeline = Lifeline::new(part, &self.stop, &self.ended);
+            let handle = self.runtime.spawn(async move {
+                let _lifeline = lifeline;
+                task.await;
+            });
             self.tasks.lock().unwrap_or_else(PoisonError::into_inner).push(handle);
             sender
         });
@@ -126,19 +160,33 @@ pub async fn run_logs<S: LogSink>(
         stats: Arc::clone(&stats),
     };
     let runtime = tokio::runtime::Handle::current();
-    let (outlet, tasks) = ChannelOutlet::new(runtime, Arc::new(sink), context, Arc::clone(&stop));
+    let (ended, mut part_ended) = mpsc::unbounded_channel();
+    let sink = Arc::new(sink);
+    let (outlet, tasks) =
+        ChannelOutlet::new(runtime, sink, context, Arc::clone(&stop), ended.clone());
     let settings = server_settings(config, names);
     let rescan = Arc::new(AtomicBool::new(true));
     let (wake, woken) = std::sync::mpsc::sync_channel(1);
     let _watcher = watch_folders(config, Arc::clone(&rescan), wake.clone());
     let server_stop = Arc::clone(&stop);
+    let lifeline = Lifeline::new("the file server".into(), &stop, &ended);
+    drop(ended);
     let server = std::thread::Builder::new().name("klaxon-files".into()).spawn(move || {
+        let _lifeline = lifeline;
         let mut server = FileServer::new(settings, checkpoints, outlet, stats);
         server.run(&server_stop, &rescan, &woken);
     })?;
 
-    shutdown.await;
-    info!(message = "Stopping: shipping what was read.", grace = ?SHUTDOWN_GRACE);
+    let ended = tokio::select! {
+        () = shutdown => None,
+        Some(part) = part_ended.recv() => Some(part),
+    };
+    match &ended {
+        None => info!(message = "Stopping: shipping what was read.", grace = ?SHUTDOWN_GRACE),
+        Some(part) => {
+            error!(message = "A part of the log pipeline ended; stopping, to be restarted.", part = %part)
+        }
+    }
     stop.store(true, Ordering::Relaxed);
     // The server may be waiting for a change: it sees the stop at once, not a poll later.
     let _ = wake.try_send(());
@@ -154,7 +202,10 @@ pub async fn run_logs<S: LogSink>(
         );
         aborts.iter().for_each(tokio::task::AbortHandle::abort);
     }
-    Ok(())
+    match ended {
+        None => Ok(()),
+        Some(part) => Err(std::io::Error::other(format!("{part} ended unexpectedly"))),
+    }
 }
 
 async fn join_all(handles: Vec<JoinHandle<()>>) {
@@ -358,6 +409,44 @@ mod tests {
         result.expect("pipeline");
         assert_eq!(first_arrivals(fake.messages("app", MANIFEST_SUFFIX)).0, lines(0..2));
         assert_eq!(fake.messages("k8s", MANIFEST_SUFFIX), ["pod line"]);
+    }
+
+    /// A sink whose every call panics, as a bug in a shipper would.
+    struct PanickingSink;
+
+    impl LogSink for PanickingSink {
+        async fn put(
+            &self,
+            _destination: &Destination,
+            _events: &[crate::ship::batch::OutEvent],
+        ) -> Result<crate::ship::sink::Rejected, crate::ship::sink::PutError> {
+            panic!("injected: a shipper's bug");
+        }
+    }
+
+    /// A part that dies ends the pipeline with an error naming it (and so the agent,
+    /// for systemd to restart), instead of leaving the agent up without it.
+    #[tokio::test]
+    async fn a_shipper_that_panics_ends_the_pipeline_with_an_error() {
+        let dir = tempfile::tempdir().expect("dir");
+        let log = dir.path().join("app.log");
+        append(&log, &lines(0..10));
+        let config_path = dir.path().join("agent.toml");
+        let toml = format!(
+            "state_dir = {:?}\ninstance_id = \"i-0test\"\n[metrics]\nenabled = false\n[[logs]]\npath = {log:?}\ngroup = \"app\"\n",
+            dir.path().join("state")
+        );
+        std::fs::write(&config_path, toml).expect("config");
+        let config = ValidConfig::load(&config_path).expect("valid config");
+        let names = HostNames { instance_id: "i-0test".into(), hostname: "web-1".into() };
+        let stats = Arc::new(AgentStats::default());
+        let never = std::future::pending::<()>();
+        let pipeline = run_logs(&config, names, PanickingSink, stats, never);
+        let ended = tokio::time::timeout(Duration::from_secs(30), pipeline)
+            .await
+            .expect("the pipeline ends within 30 s");
+        let error = ended.expect_err("an error");
+        assert!(error.to_string().contains("the shipper of app/i-0test"), "{error}");
     }
 
     #[test]
