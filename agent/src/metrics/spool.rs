@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 
 use super::series::Datum;
 use klaxon_common::state_file::write_atomically;
+use tracing::error;
 
 /// One spooled flush, versioned like every state file.
 #[derive(Debug, Serialize, Deserialize)]
@@ -18,6 +19,9 @@ enum SpoolFile {
     #[serde(rename = "1")]
     V1 { datums: Vec<Datum> },
 }
+
+/// Where unreadable spool files are kept, inside the spool folder.
+const SET_ASIDE: &str = "set-aside";
 
 /// The spool folder.
 #[derive(Debug)]
@@ -55,12 +59,26 @@ impl Spool {
         paths
     }
 
-    /// The datums of one spooled flush; an unreadable file yields none and is removed.
+    /// The datums of one spooled flush. A file that cannot be read (truncated, garbage)
+    /// yields none and is set aside in `set-aside/`, kept for inspection, with an error
+    /// naming it: the spool moves on instead of stopping at it.
     pub fn load(&self, path: &Path) -> Vec<Datum> {
-        match fs::read(path).ok().and_then(|bytes| serde_json::from_slice(&bytes).ok()) {
-            Some(SpoolFile::V1 { datums }) => datums,
-            None => {
-                let _ = fs::remove_file(path);
+        let parsed = fs::read(path).map_err(|e| e.to_string()).and_then(|bytes| {
+            serde_json::from_slice::<SpoolFile>(&bytes).map_err(|e| e.to_string())
+        });
+        match parsed {
+            Ok(SpoolFile::V1 { datums }) => datums,
+            Err(problem) => {
+                let aside = self.folder.join(SET_ASIDE);
+                let kept = path.file_name().map(|name| aside.join(name));
+                let moved = kept.as_ref().is_some_and(|kept| {
+                    fs::create_dir_all(&aside).and_then(|()| fs::rename(path, kept)).is_ok()
+                });
+                if !moved {
+                    let _ = fs::remove_file(path);
+                }
+                let kept = kept.filter(|_| moved).map(|k| k.display().to_string());
+                error!(message = "A spooled metrics flush cannot be read; set aside, its datums are lost.", path = %path.display(), %problem, kept_at = kept.as_deref().unwrap_or("(removed)"));
                 Vec::new()
             }
         }
@@ -116,5 +134,23 @@ mod tests {
         assert_eq!(stamps, [1_000, 2_000, 3_000]);
         assert_eq!(spool.prune(2_500), 3, "two files, three datums, older than the bound");
         assert_eq!(spool.pending().len(), 1);
+    }
+
+    #[test]
+    fn an_unreadable_spool_file_is_set_aside_and_the_rest_still_sent() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let spool = Spool::new(dir.path());
+        spool.save(1_000, &[datum(1_000)]).expect("save");
+        spool.save(3_000, &[datum(3_000)]).expect("save");
+        let folder = dir.path().join("metrics-spool");
+        let truncated = &b"{\"version\":\"1\",\"dat"[..];
+        for (stamp, bytes) in [(2_000, truncated), (2_500, b"")] {
+            fs::write(folder.join(format!("{stamp:020}-bad.json")), bytes).expect("write");
+        }
+        let loaded: Vec<usize> = spool.pending().iter().map(|p| spool.load(p).len()).collect();
+        assert_eq!(loaded, [1, 0, 0, 1]);
+        assert_eq!(spool.pending().len(), 2, "the unreadable files left the queue");
+        let kept = fs::read_dir(folder.join(SET_ASIDE)).expect("set aside").count();
+        assert_eq!(kept, 2, "kept for inspection");
     }
 }
