@@ -47,7 +47,12 @@ enum Ending {
 pub fn serve(path: &Path, mut config: ValidConfig) -> Result<(), ServiceError> {
     runtime().map_err(ServiceError::Start)?.block_on(async {
         let mut signals = Signals::install().map_err(ServiceError::Start)?;
-        let aws = load_sdk_config(Retries::Sdk).await;
+        // The shippers retry, back off and count themselves: their calls get one attempt
+        // each (SDK retries under theirs would multiply, uncounted). A metrics flush has
+        // no loop of its own (a failed one waits in the spool for the next), so its calls
+        // keep the SDK's few quick retries, which spare a late heartbeat.
+        let logs_aws = load_sdk_config(Retries::Caller).await;
+        let metrics_aws = load_sdk_config(Retries::Sdk).await;
         let stats = Arc::new(AgentStats::default());
         service_manager::spawn_watchdog();
         loop {
@@ -71,11 +76,11 @@ pub fn serve(path: &Path, mut config: ValidConfig) -> Result<(), ServiceError> {
                 }
             };
             let names = HostNames { instance_id: host.instance_id.clone(), hostname: hostname() };
-            let sink = CloudWatchLogs::new(aws_sdk_cloudwatchlogs::Client::new(&aws));
+            let sink = CloudWatchLogs::new(aws_sdk_cloudwatchlogs::Client::new(&logs_aws));
             let logs = run_logs(&config, names, sink, Arc::clone(&stats), stopped(ending_rx.clone()));
             let metrics = async {
                 let Some(metrics) = &config.metrics else { return Ok(()) };
-                let sink = CloudWatchMetrics::new(aws_sdk_cloudwatch::Client::new(&aws));
+                let sink = CloudWatchMetrics::new(aws_sdk_cloudwatch::Client::new(&metrics_aws));
                 let plan = metrics.plan.clone();
                 let metrics_loop =
                     MetricsLoop::new(plan, host.dimensions.clone(), sink, &config.state_dir, Arc::clone(&stats))?;
