@@ -71,6 +71,12 @@ pub fn coverage(records: &[ManifestRecord]) -> Vec<FileCoverage> {
                 file.path.clone_from(&gap.path);
                 file.fingerprint.clone_from(&gap.fingerprint);
             }
+            // A content lost from its start (a later content of a truncated file) is an
+            // epoch of its own, like one shipped from 0: it does not cover the one before.
+            if gap.from == 0 && epoch.end > 0 {
+                let ended = std::mem::take(epoch);
+                close(file, ended, true);
+            }
             let to = gap.to.unwrap_or(u64::MAX);
             epoch.ranges.push(Span {
                 bytes: gap.from..to.max(gap.from),
@@ -272,6 +278,15 @@ mod tests {
         ]);
         assert!(file.lost.is_empty(), "{file:?}");
         assert_eq!(file.shipped_bytes, 150);
+    }
+
+    #[test]
+    fn a_later_content_lost_from_its_start_does_not_cover_the_content_before() {
+        // 150 of 200 bytes shipped, nothing declared for the rest; then the content after
+        // a truncation is declared lost whole: it is an epoch of its own.
+        let file = one(vec![(vec![range(0, 150, 200)], vec![]), (vec![], vec![gap(0, None)])]);
+        let expected = LostRange { bytes: 150..200, after_seq: Some(0), before_seq: None };
+        assert_eq!(file.lost, [expected]);
     }
 
     #[test]

@@ -19,7 +19,6 @@ use crate::budget::ByteBudget;
 use crate::destination::Destination;
 use crate::stats::AgentStats;
 use crate::tail::checkpoint::Checkpoints;
-use crate::tail::identity::FileKey;
 use crate::tail::outlet::{FileRef, ShipItem, event_bytes, gap_marker};
 use crate::tail::reader::Position;
 use klaxon_common::aws_error::Action;
@@ -51,7 +50,7 @@ enum Queued {
     ReadTo(Arc<FileRef>, u64),
     /// A file's content starts again at 0.
     Restart(Arc<FileRef>),
-    Done(FileKey),
+    Done(Arc<FileRef>),
 }
 
 /// Where a queued event comes from, which its acknowledgement records.
@@ -252,8 +251,8 @@ fn enqueue(queue: &mut VecDeque<Queued>, item: ShipItem) -> usize {
             queue.push_back(Queued::Restart(file));
             0
         }
-        ShipItem::Done { key } => {
-            queue.push_back(Queued::Done(key));
+        ShipItem::Done { file } => {
+            queue.push_back(Queued::Done(file));
             0
         }
     }
@@ -279,7 +278,7 @@ fn apply_file_changes(
                     acknowledge(destination, &read, summarize(&[], &[]), context);
                 }
             }
-            Some(Queued::Done(key)) => lock(&context.checkpoints).forget(key),
+            Some(Queued::Done(file)) => lock(&context.checkpoints).finish(file),
             Some(Queued::Restart(file)) => {
                 lock(&context.checkpoints).acknowledge(file, Position::at(0));
             }

@@ -218,6 +218,23 @@ impl Checkpoints {
         }
     }
 
+    /// The file is gone and its content `file.epoch` is all acknowledged: its checkpoint
+    /// goes, unless its inode holds a later content (reused), which it then moves to.
+    pub fn finish(&mut self, file: &FileRef) {
+        let Some(entry) = self.entries.get_mut(&file.key) else { return };
+        if entry.epoch > file.epoch {
+            return;
+        }
+        match entry.later.iter().find(|later| later.epoch > file.epoch) {
+            Some(next) => {
+                let (epoch, fingerprint) = (next.epoch, next.fingerprint);
+                entry.move_to(epoch, fingerprint, Position::at(0));
+                self.dirty = true;
+            }
+            None => self.forget(&file.key),
+        }
+    }
+
     /// Drops the checkpoint of a file that is gone and fully shipped.
     pub fn forget(&mut self, key: &FileKey) {
         self.dirty |= self.entries.remove(key).is_some();
@@ -304,6 +321,26 @@ mod tests {
         assert_eq!((checkpoint.epoch, checkpoint.position.offset), (2, 30));
         assert!(checkpoint.later.is_empty());
         assert_eq!(checkpoint.fingerprint.hash, 44);
+    }
+
+    #[test]
+    fn a_finished_file_goes_unless_its_inode_holds_a_later_content() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let mut store = Checkpoints::load(dir.path()).expect("load empty");
+        let key = FileKey { dev: 1, ino: 7 };
+        store.register(checkpoint(7, 0));
+        store.acknowledge(&file(7, 0, 42), Position::at(100));
+        // The inode was reused by a new file before the old one's end was acknowledged.
+        store.begin_content(&file(7, 1, 43));
+        store.finish(&file(7, 0, 42));
+        let checkpoint = store.get(&key).expect("the new file's checkpoint");
+        assert_eq!((checkpoint.epoch, checkpoint.position.offset), (1, 0));
+        assert_eq!(checkpoint.fingerprint.hash, 43);
+        // A late finish of an older content leaves it; its own finish removes it.
+        store.finish(&file(7, 0, 42));
+        assert!(store.get(&key).is_some());
+        store.finish(&file(7, 1, 43));
+        assert!(store.get(&key).is_none());
     }
 
     #[test]

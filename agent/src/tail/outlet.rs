@@ -42,9 +42,10 @@ pub enum ShipItem {
     /// content `file.epoch`, is read from 0, and its checkpoint moves there once
     /// everything before is acknowledged.
     Restart { file: Arc<FileRef> },
-    /// The file is gone and read to its end: forget its checkpoint once everything
-    /// before this is acknowledged.
-    Done { key: FileKey },
+    /// The file is gone and its content `file.epoch` read to its end: its checkpoint
+    /// goes once everything before this is acknowledged (unless the inode holds a
+    /// later content by then).
+    Done { file: Arc<FileRef> },
 }
 
 impl ShipItem {

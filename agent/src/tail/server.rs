@@ -81,6 +81,9 @@ pub struct FileServer<O: Outlet> {
     files: BTreeMap<FileKey, Tracked>,
     destinations: HashMap<(String, String), Arc<Destination>>,
     checkpoints: Arc<Mutex<Checkpoints>>,
+    /// Files finished with (gone, read to their end), and their last content, whose
+    /// checkpoints may still be waiting to go.
+    finished: HashMap<FileKey, u64>,
     /// When the checkpoints were last saved before this start: files changed since were
     /// written while the agent was down.
     checkpoints_saved_at: SystemTime,
@@ -121,6 +124,7 @@ impl<O: Outlet> FileServer<O> {
             files: BTreeMap::new(),
             destinations: HashMap::new(),
             checkpoints,
+            finished: HashMap::new(),
             outlet,
             stats,
             scratch: Vec::new(),
@@ -209,6 +213,10 @@ impl<O: Outlet> FileServer<O> {
                 debug!(message = "File moved away; draining it.", path = %tracked.file.path.display());
             }
         }
+        // A finished file whose checkpoint went is forgotten here too.
+        let checkpoints = self.checkpoints.lock().unwrap_or_else(PoisonError::into_inner);
+        self.finished.retain(|key, _| checkpoints.get(key).is_some());
+        drop(checkpoints);
         self.first_scan = false;
         self.last_scan = Some(now);
         self.save_checkpoints();
@@ -287,9 +295,21 @@ impl<O: Outlet> FileServer<O> {
             return;
         };
         let key = FileKey::of(&metadata);
-        let checkpoint = self.checkpoint(&key);
-        let epoch = checkpoint.as_ref().map_or(0, |checkpoint| checkpoint.epoch);
+        let mut checkpoint = self.checkpoint(&key);
+        let mut epoch = checkpoint.as_ref().map_or(0, |checkpoint| checkpoint.epoch);
+        // The inode of a file finished with, reused before its checkpoint went: a new
+        // file, whose content the checkpoint learns at once.
+        let reused = self.finished.remove(&key).filter(|done| {
+            checkpoint.as_ref().is_some_and(|c| c.epoch <= *done && c.later.is_empty())
+        });
+        if let Some(done) = reused {
+            checkpoint = None;
+            epoch = done + 1;
+        }
         let file = FileRef { key, fingerprint, path: path.to_owned(), epoch };
+        if reused.is_some() {
+            self.checkpoints.lock().unwrap_or_else(PoisonError::into_inner).begin_content(&file);
+        }
         match checkpoint {
             Some(checkpoint) if checkpoint.holds_one_content(&handle) => {
                 info!(message = "Following a file.", path = %path.display(), offset = checkpoint.position.offset, resumed = true);
@@ -582,7 +602,7 @@ impl<O: Outlet> FileServer<O> {
         self.track(source_index, file, None, position, now, named);
         let Some(mut tracked) = self.files.remove(&key) else { return Ok(()) };
         self.resume_contents(&mut tracked, checkpoint, now)?;
-        self.outlet.deliver(&tracked.destination, ShipItem::Done { key })
+        self.finish(&tracked)
     }
 
     /// Where a checkpointed file that no glob matches now is: at the path it was last
@@ -597,14 +617,15 @@ impl<O: Outlet> FileServer<O> {
         let same_file = fs::metadata(path).is_ok_and(|m| FileKey::of(&m) == *key);
         let at_path = same_file.then(|| siblings::open(path, scratch).ok()).flatten();
         let at_path = at_path.map(|handle| (path.clone(), handle));
-        // By the first bytes of what it holds now (a copy holds what it was copied from).
-        let holds_now = checkpoint.contents().pop().filter(|last| last.copy.is_none())?;
+        // By the first bytes of what it holds now (not those of a content that was
+        // copied: they name the copy).
+        let holds_now = checkpoint.contents().pop().filter(|last| last.copy.is_none());
         let found = at_path
             .or_else(|| {
                 let reused = siblings::find(path, *key, *fingerprint, Match::Inode, scratch)?;
                 Some((reused.path, reused.handle))
             })
-            .or_else(|| self.find_renamed(path, *key, holds_now.fingerprint))
+            .or_else(|| self.find_renamed(path, *key, holds_now?.fingerprint))
             .filter(|(found, _)| {
                 !self.files.values().any(|t| t.file.path == *found && t.file.key != *key)
             })?;
@@ -715,7 +736,11 @@ impl<O: Outlet> FileServer<O> {
     /// after a restart, and tells a file's later content from the one checkpointed.
     fn refresh_fingerprint(&self, file: &mut Arc<FileRef>, handle: &File) {
         let Ok(fingerprint) = Fingerprint::read(handle) else { return };
-        if fingerprint != file.fingerprint {
+        // Only a lengthening: first bytes that changed are a rewrite, which the next
+        // look tells (the events read name the content they were read from).
+        let lengthened = fingerprint.len > file.fingerprint.len
+            && file.fingerprint.matches(handle).unwrap_or(false);
+        if lengthened {
             *file = Arc::new(FileRef { fingerprint, ..(**file).clone() });
         }
         let mut checkpoints = self.checkpoints.lock().unwrap_or_else(PoisonError::into_inner);
@@ -844,7 +869,7 @@ impl<O: Outlet> FileServer<O> {
         if drained {
             info!(message = "Finished a rotated or deleted file.", path = %tracked.file.path.display());
             self.read_to(tracked, tracked.reader.read_offset())?;
-            self.outlet.deliver(&tracked.destination, ShipItem::Done { key: tracked.file.key })?;
+            self.finish(tracked)?;
             return Ok(None);
         }
         Ok(Some(outcome.more))
@@ -1033,7 +1058,16 @@ impl<O: Outlet> FileServer<O> {
             let last_size = Some(tracked.last_size);
             self.declare_gap(&tracked.destination, &tracked.file, from, last_size, reason)?;
         }
-        self.outlet.deliver(&tracked.destination, ShipItem::Done { key: tracked.file.key })
+        self.finish(tracked)
+    }
+
+    /// `tracked` is done with (gone, and read to its end): its checkpoint goes once
+    /// everything before is acknowledged. Until then its inode, if reused, is a new
+    /// file, not the one the checkpoint is of (see `follow`).
+    fn finish(&mut self, tracked: &Tracked) -> Result<(), Stopping> {
+        self.finished.insert(tracked.file.key, tracked.file.epoch);
+        let done = ShipItem::Done { file: Arc::clone(&tracked.file) };
+        self.outlet.deliver(&tracked.destination, done)
     }
 
     /// Hands on events read from `tracked`'s content, which was `seen` bytes long.
