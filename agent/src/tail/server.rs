@@ -396,7 +396,15 @@ impl<O: Outlet> FileServer<O> {
                 // A copy by first bytes only of a file still there (first bytes alone
                 // name too many files).
                 None if index == last && tracked.handle.is_some() => self.copy_of(tracked, None),
-                None => None,
+                // Its inode now holds a later content: it may have been renamed and
+                // compressed since (a rotated file, deleted and its inode reused).
+                None => siblings::find(
+                    &tracked.file.path,
+                    tracked.file.key,
+                    content.fingerprint,
+                    Match::Renamed,
+                    scratch,
+                ),
             };
             let reason = match (content.copy, index == last, &tracked.handle) {
                 (Some(_), _, _) => {
